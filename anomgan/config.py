@@ -1,0 +1,316 @@
+"""One typed config for a run: YAML file < CLI flags < ``--set a.b=c`` overrides.
+
+Every section is a plain dataclass whose defaults are the values we measured to work
+(see docs/tuning.md). Unknown keys and invalid values raise :class:`ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+from anomgan.errors import ConfigError
+
+LOSSES = ("ns", "minimax", "wgan-gp", "hinge")
+METHODS = ("encoder", "iterative", "hybrid")
+COMBINATIONS = ("calibrated", "anogan")
+COMPONENTS = ("d_score", "residual", "feature_residual")
+
+
+@dataclass
+class DataConfig:
+    source: str = "digits"  # digits | mnist | fashion-mnist | cifar10 | a path (.npy/.npz/.csv/image folder/image)
+    root: str = "./data"  # where torchvision data sets live (e.g. ../shared/data)
+    download: bool = False  # torchvision sets: allow downloading when the files are absent
+    normal_classes: Optional[list] = None  # labels treated as normal; None for unlabelled data (all normal)
+    labels: Optional[str] = None  # optional .npy of labels beside a .npy data file
+    label_column: str = "label"  # CSV column holding the class label (absent column = unlabelled)
+    val_fraction: float = 0.1  # share of normal-train held out as normal-validation (calibration, selection)
+    test_fraction: float = 0.3  # share of normal samples held out for test when a source has no official test split
+    image_size: Optional[int] = None  # model resolution (power of two, 8..64); None = next power of two >= input
+    channels: Optional[int] = None  # 1 or 3; None = as the input
+    resize: str = "pad"  # pad (keeps pixels exact, e.g. MNIST 28->32) | resize (bilinear) to reach image_size
+    allow_resize: bool = False  # score inputs of another size are resized instead of refused
+    max_train: Optional[int] = None  # cap on normal-train samples (None = all), for quick experiments
+
+
+@dataclass
+class ModelConfig:
+    z_dim: int = 32  # latent size; small latents invert faster and generalise (docs/tuning.md)
+    width: int = 32  # base channels (conv) or hidden units (MLP)
+    depth: int = 2  # hidden layers of the MLP models (tabular data only)
+    spectral_norm: bool = True  # spectral norm on D's layers: the most robust single stabiliser
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30  # GAN epochs over normal-train
+    batch_size: int = 64  # GAN and encoder batch size
+    loss: str = "ns"  # ns (non-saturating) | minimax | wgan-gp | hinge
+    lr_g: float = 2e-4  # generator learning rate
+    lr_d: float = 2e-4  # discriminator learning rate (TTUR: set higher than lr_g)
+    betas: Optional[list] = None  # Adam betas; None = per loss family (0.5, 0.999), WGAN-GP (0.0, 0.9)
+    n_critic: int = 1  # D steps per G step (5 is usual for WGAN-GP)
+    gp_weight: float = 10.0  # gradient-penalty weight for wgan-gp
+    ema_decay: float = 0.999  # EMA of G weights used for sampling and scoring; 0 disables
+    augment: bool = False  # DiffAugment-style translation+cutout on D inputs (small data sets)
+    sample_every: int = 5  # save a sample grid every N epochs (and at the end)
+    amp: bool = False  # mixed precision on CUDA (bf16); ignored on CPU
+    seed: int = 0  # seeds splits, weights, noise: same seed on CPU -> identical run
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass
+class EncoderConfig:
+    epochs: int = 30  # encoder epochs (izi_f, G and D frozen)
+    lr: float = 1e-3  # encoder learning rate
+    kappa: float = 1.0  # weight of the feature term ||f(x) - f(G(E(x)))||^2 (f-AnoGAN)
+
+
+@dataclass
+class ScoreConfig:
+    method: str = "hybrid"  # encoder | iterative | hybrid
+    steps: int = 500  # iterative inversion steps (AnoGAN paper: 500)
+    refine_steps: int = 10  # hybrid: refinement steps after E(x)
+    lr: float = 0.05  # Adam step size on z during inversion
+    lam: float = 0.1  # inversion objective (1-lam)*residual + lam*feature_residual (AnoGAN lambda)
+    restarts: int = 1  # iterative: starting points per sample; the best z is kept
+    residual_norm: str = "l1"  # l1 (AnoGAN) | l2
+    combination: str = "calibrated"  # calibrated (standardised on normal-validation) | anogan
+    weights: dict = field(default_factory=lambda: {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0})
+    threshold_quantile: float = 0.95  # threshold = this quantile of normal-validation anomaly scores
+    batch_size: int = 256  # scoring batch size (memory bound)
+    num_workers: int = 0  # DataLoader workers when reading image folders
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def parse_class_list(text: str | list | None) -> list | None:
+    """'0', '0,3,5', '0-9', 'cat,dog' -> list of labels (ints where numeric)."""
+    if text is None:
+        return None
+    if isinstance(text, (list, tuple)):
+        items = [str(t) for t in text]
+    else:
+        items = [t.strip() for t in str(text).split(",") if t.strip()]
+    out: list = []
+    for item in items:
+        if "-" in item and all(p.strip().lstrip("-").isdigit() for p in item.split("-", 1)) and not item.startswith("-"):
+            lo, hi = (int(p) for p in item.split("-", 1))
+            if hi < lo:
+                raise ConfigError(f"invalid class range '{item}': end before start")
+            out.extend(range(lo, hi + 1))
+        else:
+            out.append(int(item) if item.lstrip("-").isdigit() else item)
+    if not out:
+        raise ConfigError(f"empty class list '{text}'")
+    return out
+
+
+def parse_int_list(text: str) -> list[int]:
+    values = parse_class_list(text) or []
+    if not all(isinstance(v, int) for v in values):
+        raise ConfigError(f"expected integers, got '{text}'")
+    return values
+
+
+def _check_type(key: str, value: Any, hint: Any) -> Any:
+    """Coerce/validate ``value`` against a dataclass field type hint."""
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _check_type(key, value, args[0])
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key '{key}' expects true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"config key '{key}' expects an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{key}' expects a number, got {value!r}")
+        if not math.isfinite(float(value)):
+            raise ConfigError(f"config key '{key}' must be finite, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' expects a string, got {value!r}")
+        return str(value)
+    if hint is list or origin is list:
+        if isinstance(value, (str, int)):
+            return parse_class_list(value) if key.endswith("classes") else [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}' expects a list, got {value!r}")
+        return list(value)
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}' expects a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def _suggest(name: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(name, options, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(options)})"
+
+
+def _merge(obj: Any, values: dict, prefix: str = "") -> None:
+    if not isinstance(values, dict):
+        raise ConfigError(f"config section '{prefix.rstrip('.') or 'root'}' must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(type(obj))
+    names = [f.name for f in dataclasses.fields(obj)]
+    for key, value in values.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"unknown config key '{full}'{_suggest(str(key), names)}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _merge(current, value, prefix=f"{full}.")
+        else:
+            setattr(obj, key, _check_type(full, value, hints[key]))
+
+
+def _set_override(tree: dict, assignment: str) -> None:
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects key=value, got '{assignment}'")
+    key, raw = assignment.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError:
+        value = raw
+    _assign(tree, key, value)
+
+
+def _assign(tree: dict, key: str, value: Any) -> None:
+    parts = key.strip().split(".")
+    if len(parts) < 2:
+        raise ConfigError(f"config key must be section.key (e.g. train.epochs), got '{key}'")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set '{key}': '{part}' is not a section")
+    node[parts[-1]] = value
+
+
+def validate(cfg: Config) -> Config:
+    """Range checks that types alone cannot express. Returns cfg for chaining."""
+    d, m, t, e, s = cfg.data, cfg.model, cfg.train, cfg.encoder, cfg.score
+
+    def need(cond: bool, key: str, msg: str, value: Any) -> None:
+        if not cond:
+            raise ConfigError(f"invalid value for '{key}': {value!r} ({msg})")
+
+    need(0 < d.val_fraction < 1, "data.val_fraction", "must be in (0, 1)", d.val_fraction)
+    need(0 < d.test_fraction < 1, "data.test_fraction", "must be in (0, 1)", d.test_fraction)
+    need(d.image_size is None or d.image_size in (8, 16, 32, 64), "data.image_size", "one of 8, 16, 32, 64", d.image_size)
+    need(d.channels in (None, 1, 3), "data.channels", "1 or 3", d.channels)
+    need(d.resize in ("pad", "resize"), "data.resize", "pad or resize", d.resize)
+    need(d.max_train is None or d.max_train >= 2, "data.max_train", "at least 2", d.max_train)
+    need(m.z_dim >= 1, "model.z_dim", "at least 1", m.z_dim)
+    need(m.width >= 1, "model.width", "at least 1", m.width)
+    need(m.depth >= 1, "model.depth", "at least 1", m.depth)
+    need(t.epochs >= 1, "train.epochs", "at least 1", t.epochs)
+    need(t.batch_size >= 2, "train.batch_size", "at least 2", t.batch_size)
+    need(t.loss in LOSSES, "train.loss", "one of " + ", ".join(LOSSES), t.loss)
+    need(t.lr_g > 0, "train.lr_g", "must be > 0", t.lr_g)
+    need(t.lr_d > 0, "train.lr_d", "must be > 0", t.lr_d)
+    need(
+        t.betas is None or (len(t.betas) == 2 and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in t.betas)),
+        "train.betas", "two numbers in [0, 1)", t.betas,
+    )
+    need(t.n_critic >= 1, "train.n_critic", "at least 1", t.n_critic)
+    need(t.gp_weight >= 0, "train.gp_weight", "must be >= 0", t.gp_weight)
+    need(0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1)", t.ema_decay)
+    need(t.sample_every >= 1, "train.sample_every", "at least 1", t.sample_every)
+    need(t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:"), "train.device", "auto, cpu or cuda", t.device)
+    need(e.epochs >= 0, "encoder.epochs", "must be >= 0", e.epochs)
+    need(e.lr > 0, "encoder.lr", "must be > 0", e.lr)
+    need(e.kappa >= 0, "encoder.kappa", "must be >= 0", e.kappa)
+    need(s.method in METHODS, "score.method", "one of " + ", ".join(METHODS), s.method)
+    need(s.steps >= 1, "score.steps", "at least 1", s.steps)
+    need(s.refine_steps >= 0, "score.refine_steps", "must be >= 0", s.refine_steps)
+    need(s.lr > 0, "score.lr", "must be > 0", s.lr)
+    need(0 <= s.lam <= 1, "score.lam", "in [0, 1]", s.lam)
+    need(s.restarts >= 1, "score.restarts", "at least 1", s.restarts)
+    need(s.residual_norm in ("l1", "l2"), "score.residual_norm", "l1 or l2", s.residual_norm)
+    need(s.combination in COMBINATIONS, "score.combination", "calibrated or anogan", s.combination)
+    unknown = set(s.weights) - set(COMPONENTS)
+    need(not unknown, "score.weights", "keys among " + ", ".join(COMPONENTS), s.weights)
+    need(
+        all(isinstance(w, (int, float)) and w >= 0 for w in s.weights.values()) and sum(s.weights.values()) > 0,
+        "score.weights", "non-negative numbers, not all zero", s.weights,
+    )
+    need(0 < s.threshold_quantile < 1, "score.threshold_quantile", "in (0, 1)", s.threshold_quantile)
+    need(s.batch_size >= 1, "score.batch_size", "at least 1", s.batch_size)
+    need(s.num_workers >= 0, "score.num_workers", "must be >= 0", s.num_workers)
+    return cfg
+
+
+def build_config(
+    path: str | Path | None = None,
+    flags: dict | None = None,
+    overrides: list[str] | None = None,
+    base: dict | None = None,
+) -> Config:
+    """Resolve a config: defaults < ``base`` dict < YAML file < ``flags`` (dotted keys) < ``--set`` overrides."""
+    tree: dict = {}
+    cfg = Config()
+    if base:
+        _merge(cfg, base)
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        if loaded is not None:
+            _merge(cfg, loaded)
+    for key, value in (flags or {}).items():
+        if value is not None:
+            _assign(tree, key, value)
+    for assignment in overrides or []:
+        _set_override(tree, assignment)
+    _merge(cfg, tree)
+    return validate(cfg)
+
+
+def config_from_dict(values: dict) -> Config:
+    cfg = Config()
+    _merge(cfg, values)
+    return validate(cfg)
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    from anomgan.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

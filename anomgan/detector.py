@@ -1,0 +1,335 @@
+"""``AnoGAN``: the scikit-learn-style estimator tying data transform, training, inversion and calibration.
+
+Score direction (PyOD's, used everywhere in anomgan): higher ``anomaly_score`` = more anomalous,
+``predict`` returns 1 for anomalies and 0 for normal samples.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Iterable, Iterator, Optional
+
+import numpy as np
+import torch
+
+from anomgan.config import COMPONENTS, Config, ScoreConfig, config_from_dict, save_config
+from anomgan.data.preprocess import Preprocessor, fit_preprocessor
+from anomgan.errors import ConfigError, DataError, NotFittedError, OutputError, RunError
+from anomgan.io import atomic_write_text
+from anomgan.progress import ProgressBar
+from anomgan.scoring.calibration import Calibration, calibration_key
+from anomgan.scoring.inversion import invert_latent, per_sample_feature_residual, per_sample_residual
+from anomgan.training.checkpoint import CHECKPOINT, load_checkpoint
+from anomgan.training.trainer import Trainer, build_seeded_models, sample_grid
+
+CALIBRATION_FILE = "calibration.json"
+MAX_CALIBRATION = 2000  # normal-validation samples kept in the run for calibration
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is '{name}' but no CUDA device is available (use --device cpu or auto)")
+    return torch.device(name)
+
+
+def model_args_for(cfg: Config, pre: Preprocessor) -> dict:
+    args = {"kind": pre.kind, "z_dim": cfg.model.z_dim, "width": cfg.model.width, "depth": cfg.model.depth,
+            "spectral_norm": cfg.model.spectral_norm}
+    if pre.kind == "image":
+        args.update(channels=pre.channels, image_size=pre.image_size)
+    else:
+        args.update(n_features=pre.in_shape[0])
+    return args
+
+
+def _as_config(config) -> Config:
+    if config is None:
+        return Config()
+    if isinstance(config, Config):
+        return config
+    if isinstance(config, dict):
+        return config_from_dict(config)
+    raise ConfigError(f"config must be a Config, a dict or None, got {type(config).__name__}")
+
+
+class AnoGAN:
+    """GAN anomaly detector trained on normal data only.
+
+    Parameters are stored unchanged; everything learned ends in ``_``. ``run_dir`` (optional) holds
+    checkpoints, metrics, pictures and calibration so that training can resume and runs can be shared.
+    """
+
+    def __init__(self, config: Config | dict | None = None, run_dir: str | Path | None = None,
+                 verbose: bool = False):
+        self.config = config
+        self.run_dir = run_dir
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ sklearn plumbing
+    def get_params(self, deep: bool = True) -> dict:
+        return {"config": self.config, "run_dir": self.run_dir, "verbose": self.verbose}
+
+    def set_params(self, **params) -> "AnoGAN":
+        for k, v in params.items():
+            if k not in self.get_params():
+                raise ConfigError(f"unknown parameter '{k}' for AnoGAN")
+            setattr(self, k, v)
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "generator_"):
+            raise NotFittedError("this AnoGAN is not fitted yet: call fit(X) or AnoGAN.load(run_dir) first")
+
+    # ------------------------------------------------------------------ training
+    def fit(self, X: np.ndarray, y=None, X_val: Optional[np.ndarray] = None, resume: bool = False,
+            feature_names: Optional[list] = None) -> "AnoGAN":
+        """Train on normal samples ``X``: images (N, C, H, W) in [0, 1] or vectors (N, D).
+
+        ``X_val`` (normal only) calibrates the score; if omitted, ``data.val_fraction`` of X is held out.
+        ``resume=True`` continues the checkpoint in ``run_dir``.
+        """
+        cfg = _as_config(self.config)
+        X = np.asarray(X, dtype=np.float32)
+        kind = "tabular" if X.ndim == 2 else "image"
+        if X.ndim not in (2, 4):
+            raise DataError(f"X must be (N, D) vectors or (N, C, H, W) images, got shape {X.shape}")
+        if X_val is None:
+            rng = np.random.default_rng(cfg.train.seed)
+            perm = rng.permutation(len(X))
+            n_val = max(1, int(round(cfg.data.val_fraction * len(X))))
+            X, X_val = X[perm[n_val:]], X[perm[:n_val]]
+        if len(X) < 2:
+            raise DataError(f"need at least 2 normal training samples, got {len(X)}")
+        run_dir = Path(self.run_dir) if self.run_dir is not None else None
+        ckpt = None
+        if run_dir is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if (run_dir / CHECKPOINT).exists():
+                if not resume:
+                    raise OutputError(f"{run_dir} already holds a run (use --resume to continue or --force to restart)")
+                ckpt = load_checkpoint(run_dir / CHECKPOINT)
+            save_config(cfg, run_dir / "config.yaml")
+        device = resolve_device(cfg.train.device)
+        if ckpt is not None:
+            pre = Preprocessor.from_dict(ckpt["preprocessor"])
+        else:
+            pre = fit_preprocessor(X, kind, cfg.data.image_size, cfg.data.channels, cfg.data.resize,
+                                   cfg.data.allow_resize, feature_names)
+        x_train = pre.transform(pre.check(X, "training data"))
+        x_val = pre.transform(pre.check(np.asarray(X_val, dtype=np.float32), "validation data"))[:MAX_CALIBRATION]
+        model_args = model_args_for(cfg, pre)
+        if ckpt is not None and ckpt["model_args"] != model_args:
+            raise RunError(f"{run_dir}: checkpoint was trained with model {ckpt['model_args']}, the config asks for "
+                           f"{model_args}; use the run's own config or --force to restart")
+        extra = lambda: {"preprocessor": pre.to_dict(), "calibration_x": x_val.cpu()}  # noqa: E731
+        trainer = Trainer(cfg, model_args, x_train, device, run_dir, self.verbose,
+                          on_epoch=self._sample_callback(pre), extra_state=extra)
+        if ckpt is not None:
+            trainer.load_state_dict(ckpt)
+        start = time.perf_counter()
+        trainer.run()
+        self._adopt(cfg, pre, model_args, trainer.generator_ema, trainer.discriminator, trainer.encoder,
+                    x_val.cpu(), trainer.state.history, device)
+        self.train_seconds_ = time.perf_counter() - start
+        if trainer.rank == 0:
+            self.calibrate()
+            if run_dir is not None:
+                if pre.kind == "image":
+                    sample_grid(self.generator_, trainer.fixed_z, run_dir / "samples.png", pre.to_unit)
+                trainer.state.phase = "done"
+                trainer.checkpoint()
+        return self
+
+    def _sample_callback(self, pre: Preprocessor):
+        def on_epoch(trainer: Trainer) -> None:
+            e = trainer.state.epoch
+            if trainer.run_dir is None or trainer.rank != 0 or pre.kind != "image":
+                return
+            if e % trainer.cfg.train.sample_every == 0 or e == trainer.cfg.train.epochs:
+                (trainer.run_dir / "samples").mkdir(exist_ok=True)
+                sample_grid(trainer.generator_ema, trainer.fixed_z, trainer.run_dir / "samples" / f"epoch_{e:04d}.png",
+                            pre.to_unit)
+
+        return on_epoch
+
+    def _adopt(self, cfg, pre, model_args, generator, discriminator, encoder, x_val, history, device) -> None:
+        self.config_ = cfg
+        self.preprocessor_ = pre
+        self.model_args_ = model_args
+        self.device_ = device
+        self.generator_ = generator.eval().requires_grad_(False)
+        self.discriminator_ = discriminator.eval().requires_grad_(False)
+        self.encoder_ = encoder.eval().requires_grad_(False)
+        self.calibration_x_ = x_val
+        self.history_ = history
+        self.calibrations_: dict = getattr(self, "calibrations_", {})
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Write a self-contained run directory (checkpoint + config) at ``path``."""
+        self._check_fitted()
+        from anomgan.training.checkpoint import save_checkpoint
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_checkpoint({
+            "model_args": self.model_args_, "config": self.config_.to_dict(), "phase": "done",
+            "epoch": self.config_.train.epochs, "encoder_epoch": self.config_.encoder.epochs, "step": 0,
+            "history": self.history_, "generator": self.generator_.state_dict(),
+            "generator_ema": self.generator_.state_dict(), "discriminator": self.discriminator_.state_dict(),
+            "encoder": self.encoder_.state_dict(), "preprocessor": self.preprocessor_.to_dict(),
+            "calibration_x": self.calibration_x_,
+        }, path / CHECKPOINT)
+        save_config(self.config_, path / "config.yaml")
+        self._save_calibrations(path)
+        return path
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str = "auto", verbose: bool = False) -> "AnoGAN":
+        """Rebuild from a run directory; loading never executes code from it (weights_only)."""
+        run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise RunError(f"run directory not found: {run_dir}")
+        ckpt = load_checkpoint(run_dir / CHECKPOINT)
+        if ckpt.get("phase") != "done":
+            raise RunError(f"{run_dir}: training is not finished (phase '{ckpt.get('phase')}', epoch "
+                           f"{ckpt.get('epoch')}); continue it with 'anomgan train --resume --out {run_dir}'")
+        try:
+            cfg = config_from_dict(ckpt["config"])
+            pre = Preprocessor.from_dict(ckpt["preprocessor"])
+            generator, discriminator, encoder = build_seeded_models(ckpt["model_args"], 0)
+            generator.load_state_dict(ckpt["generator_ema"])
+            discriminator.load_state_dict(ckpt["discriminator"])
+            encoder.load_state_dict(ckpt["encoder"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise RunError(f"{run_dir}: checkpoint does not match its architecture ({str(exc).splitlines()[0][:160]})") \
+                from None
+        cfg.train.device = device
+        dev = resolve_device(device)
+        det = cls(config=cfg, run_dir=run_dir, verbose=verbose)
+        det._adopt(cfg, pre, ckpt["model_args"], generator.to(dev), discriminator.to(dev), encoder.to(dev),
+                   ckpt["calibration_x"], ckpt["history"], dev)
+        det.calibrations_ = det._load_calibrations(run_dir)
+        return det
+
+    def _load_calibrations(self, run_dir: Path) -> dict:
+        path = run_dir / CALIBRATION_FILE
+        if not path.is_file():
+            return {}
+        try:
+            raw = json.loads(path.read_text())
+            return {k: Calibration(val_components=v) for k, v in raw.items()}
+        except (json.JSONDecodeError, AttributeError, TypeError):
+            return {}  # a damaged cache is recomputed from the checkpoint's validation data
+
+    def _save_calibrations(self, run_dir: Path) -> None:
+        data = {k: c.val_components for k, c in self.calibrations_.items()}
+        atomic_write_text(run_dir / CALIBRATION_FILE, json.dumps(data))
+
+    # ------------------------------------------------------------------ scoring
+    def _score_config(self, method: Optional[str] = None, steps: Optional[int] = None) -> ScoreConfig:
+        import dataclasses
+
+        s = dataclasses.replace(self.config_.score, weights=dict(self.config_.score.weights))
+        if method is not None:
+            if method not in ("encoder", "iterative", "hybrid"):
+                raise ConfigError(f"unknown method '{method}' (use encoder, iterative or hybrid)")
+            s.method = method
+        if steps is not None:
+            if steps < 0:
+                raise ConfigError(f"--steps must be >= 0, got {steps}")
+            if s.method == "hybrid":
+                s.refine_steps = steps
+            else:
+                s.steps = max(1, steps)
+        return s
+
+    def calibrate(self, method: Optional[str] = None, steps: Optional[int] = None) -> Calibration:
+        """Components of the stored normal-validation samples for this inversion setting (cached in the run)."""
+        self._check_fitted()
+        s = self._score_config(method, steps)
+        key = calibration_key(s)
+        if key not in self.calibrations_:
+            comps = self._components_tensor(self.calibration_x_, s, "calibrate")
+            self.calibrations_[key] = Calibration(val_components={c: comps[c].tolist() for c in COMPONENTS})
+            if self.run_dir is not None and Path(self.run_dir).is_dir():
+                self._save_calibrations(Path(self.run_dir))
+        return self.calibrations_[key]
+
+    def _components_batch(self, x: torch.Tensor, s: ScoreConfig) -> dict:
+        """Components of one preprocessed batch (B, ...) on the model's device -> dict of (B,) arrays + x_hat."""
+        x = x.to(self.device_)
+        res = invert_latent(x, self.generator_, self.discriminator_, self.encoder_, s.method, steps=s.steps,
+                            refine_steps=s.refine_steps, lr=s.lr, lam=s.lam, restarts=s.restarts,
+                            norm=s.residual_norm, seed=self.config_.train.seed, z_dim=self.model_args_["z_dim"])
+        with torch.no_grad():
+            d_out, f_x = self.discriminator_.forward_with_features(x)
+            f_hat = self.discriminator_.features(res.x_hat)
+            return {
+                "d_score": (-d_out).float().cpu().numpy(),  # D's verdict that x is NOT real
+                "residual": per_sample_residual(x, res.x_hat, s.residual_norm).float().cpu().numpy(),
+                "feature_residual": per_sample_feature_residual(f_x, f_hat).float().cpu().numpy(),
+                "x_hat": res.x_hat.cpu(),
+            }
+
+    def _components_tensor(self, x: torch.Tensor, s: ScoreConfig, desc: str) -> dict:
+        parts = [self._components_batch(x[i:i + s.batch_size], s) for i in range(0, len(x), s.batch_size)]
+        return {c: np.concatenate([p[c] for p in parts]) for c in COMPONENTS}
+
+    def iter_scores(self, batches: Iterable[np.ndarray], method: Optional[str] = None, steps: Optional[int] = None,
+                    total: Optional[int] = None, keep_reconstructions: bool = False) -> Iterator[dict]:
+        """Score an iterable of raw batches; yields per batch a dict of (B,) arrays: the components,
+        ``anomaly_score``, ``threshold``, ``is_anomaly`` (and ``x``/``x_hat`` model-space tensors if asked)."""
+        self._check_fitted()
+        s = self._score_config(method, steps)
+        cal = self.calibrate(s.method, steps)
+        threshold = cal.threshold(s)
+        with ProgressBar(f"score ({s.method})", total, enabled=self.verbose) as bar:
+            for raw in batches:
+                x = self.preprocessor_.transform(np.asarray(raw, dtype=np.float32))
+                for i in range(0, len(x), s.batch_size):
+                    xb = x[i:i + s.batch_size]
+                    comps = self._components_batch(xb, s)
+                    out = {c: comps[c] for c in COMPONENTS}
+                    out["anomaly_score"] = cal.combine(out, s)
+                    out["threshold"] = np.full(len(xb), threshold)
+                    out["is_anomaly"] = (out["anomaly_score"] > threshold).astype(np.int64)
+                    if keep_reconstructions:
+                        out["x"], out["x_hat"] = xb, comps["x_hat"]
+                    bar.update(len(xb))
+                    yield out
+
+    def score_components(self, X: np.ndarray, method: Optional[str] = None, steps: Optional[int] = None) -> dict:
+        """All components for ``X`` (source units) -> dict of (N,) arrays."""
+        parts = list(self.iter_scores([X], method, steps, total=len(X)))
+        if not parts:
+            raise DataError("no samples to score")
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def score_samples(self, X: np.ndarray, method: Optional[str] = None) -> np.ndarray:
+        """``anomaly_score`` (N,): higher = more anomalous."""
+        return self.score_components(X, method)["anomaly_score"]
+
+    def threshold(self, method: Optional[str] = None, steps: Optional[int] = None) -> float:
+        s = self._score_config(method, steps)
+        return self.calibrate(s.method, steps).threshold(s)
+
+    def decision_function(self, X: np.ndarray, method: Optional[str] = None) -> np.ndarray:
+        """``anomaly_score - threshold``: > 0 means flagged as anomalous."""
+        return self.score_samples(X, method) - self.threshold(method)
+
+    def predict(self, X: np.ndarray, method: Optional[str] = None) -> np.ndarray:
+        """1 = anomaly, 0 = normal."""
+        return (self.decision_function(X, method) > 0).astype(np.int64)
+
+    def generate(self, n: int, seed: int = 0) -> torch.Tensor:
+        """``n`` samples from the EMA generator, in source units ([0, 1] images or standardised vectors)."""
+        self._check_fitted()
+        z = torch.randn(n, self.model_args_["z_dim"], generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            x = self.generator_(z.to(self.device_)).cpu()
+        return self.preprocessor_.to_unit(x) if self.preprocessor_.kind == "image" else x

@@ -1,0 +1,172 @@
+"""Generator, discriminator and encoder. Pure ``nn.Module``s; this file imports only torch.
+
+Images: DCGAN-style convolutions for square power-of-two sizes 8..64, 1 or 3 channels.
+Tables: MLPs. The discriminator exposes ``features(x)``, the vector f(x) used for feature
+matching and the feature residual.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as _sn
+
+
+def _maybe_sn(module: nn.Module, enabled: bool) -> nn.Module:
+    return _sn(module) if enabled else module
+
+
+def _levels(image_size: int) -> int:
+    """Number of x2 steps between a 4x4 map and ``image_size``."""
+    n = int(math.log2(image_size)) - 2
+    if image_size not in (8, 16, 32, 64):
+        raise ValueError(f"image_size must be 8, 16, 32 or 64, got {image_size}")
+    return n
+
+
+class ConvGenerator(nn.Module):
+    """z (B, z_dim) -> x_hat (B, C, S, S) in [-1, 1]."""
+
+    def __init__(self, z_dim: int, channels: int, image_size: int, width: int):
+        super().__init__()
+        n = _levels(image_size)
+        c0 = width * 2 ** (n - 1) if n > 0 else width
+        self.c0 = c0
+        self.project = nn.Sequential(nn.Linear(z_dim, c0 * 16), nn.BatchNorm1d(c0 * 16), nn.ReLU(True))
+        layers: list[nn.Module] = []
+        c = c0
+        for i in range(n):
+            c_out = max(width, c // 2) if i < n - 1 else width
+            layers += [nn.ConvTranspose2d(c, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True)]
+            c = c_out  # (B, c, 4*2^(i+1), ...)
+        layers += [nn.Conv2d(c, channels, 3, 1, 1), nn.Tanh()]  # (B, C, S, S)
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.project(z).view(z.shape[0], self.c0, 4, 4)  # (B, c0, 4, 4)
+        return self.body(h)
+
+
+class _ConvTrunk(nn.Module):
+    """x (B, C, S, S) -> flat features (B, c_last * 16); shared by D and E (separate weights)."""
+
+    def __init__(self, channels: int, image_size: int, width: int, sn: bool):
+        super().__init__()
+        n = _levels(image_size)
+        layers: list[nn.Module] = [_maybe_sn(nn.Conv2d(channels, width, 3, 1, 1), sn), nn.LeakyReLU(0.2, True)]
+        c = width
+        for _ in range(n):
+            c_out = c * 2
+            layers += [_maybe_sn(nn.Conv2d(c, c_out, 4, 2, 1), sn), nn.LeakyReLU(0.2, True)]
+            c = c_out  # spatial size halves each step, down to (B, c, 4, 4)
+        self.body = nn.Sequential(*layers)
+        self.out_dim = c * 16
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x).flatten(1)
+
+
+class ConvDiscriminator(nn.Module):
+    """x (B, C, S, S) -> logit (B,); ``features(x)`` -> (B, F)."""
+
+    def __init__(self, channels: int, image_size: int, width: int, spectral_norm: bool = True):
+        super().__init__()
+        self.trunk = _ConvTrunk(channels, image_size, width, spectral_norm)
+        self.head = _maybe_sn(nn.Linear(self.trunk.out_dim, 1), spectral_norm)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(x)
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.trunk(x)
+        return self.head(f).squeeze(1), f
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_features(x)[0]
+
+
+class ConvEncoder(nn.Module):
+    """x (B, C, S, S) -> z (B, z_dim)."""
+
+    def __init__(self, channels: int, image_size: int, width: int, z_dim: int):
+        super().__init__()
+        self.trunk = _ConvTrunk(channels, image_size, width, sn=False)
+        self.head = nn.Linear(self.trunk.out_dim, z_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x))
+
+
+def _mlp(d_in: int, width: int, depth: int, act: nn.Module, sn: bool = False, norm: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    d = d_in
+    for _ in range(depth):
+        layers.append(_maybe_sn(nn.Linear(d, width), sn))
+        if norm:
+            layers.append(nn.BatchNorm1d(width))
+        layers.append(act)
+        d = width
+    return nn.Sequential(*layers)
+
+
+class MLPGenerator(nn.Module):
+    """z (B, z_dim) -> x_hat (B, D) in standardised units."""
+
+    def __init__(self, z_dim: int, n_features: int, width: int, depth: int):
+        super().__init__()
+        self.body = _mlp(z_dim, width, depth, nn.ReLU(True), norm=True)
+        self.out = nn.Linear(width, n_features)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.out(self.body(z))
+
+
+class MLPDiscriminator(nn.Module):
+    """x (B, D) -> logit (B,); ``features(x)`` -> (B, width)."""
+
+    def __init__(self, n_features: int, width: int, depth: int, spectral_norm: bool = True):
+        super().__init__()
+        self.body = _mlp(n_features, width, depth, nn.LeakyReLU(0.2, True), sn=spectral_norm)
+        self.head = _maybe_sn(nn.Linear(width, 1), spectral_norm)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.body(x)
+        return self.head(f).squeeze(1), f
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_features(x)[0]
+
+
+class MLPEncoder(nn.Module):
+    def __init__(self, n_features: int, width: int, depth: int, z_dim: int):
+        super().__init__()
+        self.body = _mlp(n_features, width, depth, nn.LeakyReLU(0.2, True))
+        self.head = nn.Linear(width, z_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def build_models(model_args: dict) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """(generator, discriminator, encoder) from self-describing ``model_args`` saved in checkpoints.
+
+    model_args: kind ("image"|"tabular"), z_dim, width, depth, spectral_norm, and channels + image_size
+    (images) or n_features (tables).
+    """
+    a = model_args
+    if a["kind"] == "image":
+        return (
+            ConvGenerator(a["z_dim"], a["channels"], a["image_size"], a["width"]),
+            ConvDiscriminator(a["channels"], a["image_size"], a["width"], a["spectral_norm"]),
+            ConvEncoder(a["channels"], a["image_size"], a["width"], a["z_dim"]),
+        )
+    return (
+        MLPGenerator(a["z_dim"], a["n_features"], a["width"], a["depth"]),
+        MLPDiscriminator(a["n_features"], a["width"], a["depth"], a["spectral_norm"]),
+        MLPEncoder(a["n_features"], a["width"], a["depth"], a["z_dim"]),
+    )

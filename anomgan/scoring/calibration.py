@@ -1,0 +1,54 @@
+"""Combining components into one ``anomaly_score`` and a threshold, from normal-validation data only.
+
+Direction, fixed here once: higher ``anomaly_score`` = more anomalous.
+The statistics come from the normal-validation split saved at training time, never from the batch
+being scored, so a sample's score does not depend on its company.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from anomgan.config import COMPONENTS, ScoreConfig
+
+
+@dataclass
+class Calibration:
+    """Component values of the normal-validation split for one inversion setting."""
+
+    val_components: dict  # component name -> list of floats (normal-validation samples)
+
+    def stats(self, name: str) -> tuple[float, float]:
+        v = np.asarray(self.val_components[name], dtype=np.float64)
+        std = float(v.std())
+        return float(v.mean()), (std if std > 1e-12 else 1.0)
+
+    def combine(self, components: dict, score: ScoreConfig) -> np.ndarray:
+        """anogan: (1-lam)*residual + lam*feature_residual (paper); calibrated: weighted sum of z-scores."""
+        if score.combination == "anogan":
+            return (1.0 - score.lam) * np.asarray(components["residual"]) + score.lam * np.asarray(
+                components["feature_residual"])
+        total = sum(score.weights.get(c, 0.0) for c in COMPONENTS)
+        out = np.zeros(len(components["residual"]), dtype=np.float64)
+        for c in COMPONENTS:
+            w = score.weights.get(c, 0.0)
+            if w:
+                mean, std = self.stats(c)
+                out += w * (np.asarray(components[c], dtype=np.float64) - mean) / std
+        return out / total
+
+    def threshold(self, score: ScoreConfig) -> float:
+        """The ``threshold_quantile`` of normal-validation anomaly scores."""
+        val = self.combine(self.val_components, score)
+        return float(np.quantile(val, score.threshold_quantile))
+
+
+def calibration_key(score: ScoreConfig) -> str:
+    """Everything that changes component values (not weights or quantile, which apply afterwards)."""
+    if score.method == "encoder":
+        return f"encoder-{score.residual_norm}"
+    if score.method == "hybrid":
+        return f"hybrid-{score.refine_steps}-lr{score.lr:g}-lam{score.lam:g}-{score.residual_norm}"
+    return f"iterative-{score.steps}-r{score.restarts}-lr{score.lr:g}-lam{score.lam:g}-{score.residual_norm}"

@@ -1,0 +1,1 @@
+"""Losses, stabilisers, checkpoints and the resumable trainer."""

@@ -1,0 +1,43 @@
+"""GAN losses on raw discriminator outputs (logits / critic values), each a scalar to minimise."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Adam betas that each loss family is known to train with (Radford et al. 2015; Gulrajani et al. 2017).
+DEFAULT_BETAS = {"ns": (0.5, 0.999), "minimax": (0.5, 0.999), "hinge": (0.5, 0.999), "wgan-gp": (0.0, 0.9)}
+
+
+def d_loss(loss: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Discriminator loss; ``real``/``fake`` are D outputs of shape (B,)."""
+    if loss in ("ns", "minimax"):
+        return F.softplus(-real).mean() + F.softplus(fake).mean()  # BCE: -log D(x) - log(1 - D(G(z)))
+    if loss == "hinge":
+        return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+    if loss == "wgan-gp":
+        return fake.mean() - real.mean()  # + gradient_penalty, added by the caller
+    raise ValueError(f"unknown loss {loss!r}")
+
+
+def g_loss(loss: str, fake: torch.Tensor) -> torch.Tensor:
+    """Generator loss on D outputs for generated samples, shape (B,)."""
+    if loss == "ns":
+        return F.softplus(-fake).mean()  # -log D(G(z)): strong gradients early on
+    if loss == "minimax":
+        return -F.softplus(fake).mean()  # log(1 - D(G(z))): the original, saturating objective
+    if loss in ("hinge", "wgan-gp"):
+        return -fake.mean()
+    raise ValueError(f"unknown loss {loss!r}")
+
+
+def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """WGAN-GP: E[(||grad_x D(x_interp)||_2 - 1)^2] on random interpolates of real and fake."""
+    shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+    alpha = torch.rand(shape, device=real.device, generator=generator)
+    interp = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    out = discriminator(interp)
+    (grad,) = torch.autograd.grad(out.sum(), interp, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()

@@ -1,0 +1,43 @@
+"""EMA of generator weights and DiffAugment-style augmentation of discriminator inputs."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
+    """ema <- d*ema + (1-d)*model, with d warmed up as (1+t)/(10+t) so short runs are not dominated by init."""
+    d = min(decay, (1.0 + step) / (10.0 + step))
+    for pe, p in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(p.detach(), 1.0 - d)
+    for be, b in zip(ema.buffers(), model.buffers()):
+        be.copy_(b)  # BatchNorm statistics follow the live generator
+
+
+def diff_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random translation (1/8 of the size) + cutout (1/4 of the area), per sample, differentiable in x.
+
+    Applied identically in kind (not in draw) to real and fake batches before D, so D cannot
+    memorise a small training set (Zhao et al. 2020). x: (B, C, H, W) in [-1, 1].
+    """
+    if x.dim() != 4:
+        return x
+    b, _, h, w = x.shape
+    dev = x.device
+    r = max(1, round(h / 8))
+    sy = torch.randint(-r, r + 1, (b, 1, 1), device=dev, generator=generator)
+    sx = torch.randint(-r, r + 1, (b, 1, 1), device=dev, generator=generator)
+    gy = torch.arange(h, device=dev).view(1, h, 1) + sy + r  # (B, H, 1) rows into the padded image
+    gx = torch.arange(w, device=dev).view(1, 1, w) + sx + r  # (B, 1, W)
+    padded = F.pad(x, (r, r, r, r), value=-1.0)
+    x = padded[torch.arange(b, device=dev).view(b, 1, 1), :, gy, gx].permute(0, 3, 1, 2)  # (B, C, H, W)
+    ch, cw = max(1, h // 2), max(1, w // 2)
+    cy = torch.randint(0, h, (b, 1, 1), device=dev, generator=generator)
+    cx = torch.randint(0, w, (b, 1, 1), device=dev, generator=generator)
+    ys = torch.arange(h, device=dev).view(1, h, 1)
+    xs = torch.arange(w, device=dev).view(1, 1, w)
+    hole = ((ys - cy).abs() <= ch // 2) & ((xs - cx).abs() <= cw // 2)  # (B, H, W)
+    return x * (~hole).unsqueeze(1).to(x.dtype)

@@ -1,0 +1,316 @@
+"""Resumable training: GAN on normal data, then the f-AnoGAN izi_f encoder with G and D frozen.
+
+State lives in one checkpoint written atomically after every epoch; metrics.csv is rewritten
+from the checkpoint's history, so a crash at any moment leaves no missing or duplicated epochs.
+Distributed (torchrun): each rank trains on its DistributedSampler shard, gradients are
+all-reduced by DistributedDataParallel, and only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data.distributed import DistributedSampler
+
+from anomgan.config import Config
+from anomgan.errors import TrainingDiverged
+from anomgan.models import build_models
+from anomgan.progress import ProgressBar
+from anomgan.training import losses
+from anomgan.training.checkpoint import CHECKPOINT, save_checkpoint
+from anomgan.training.stabilisers import diff_augment, update_ema
+
+
+@dataclass
+class TrainState:
+    phase: str = "gan"  # gan -> encoder -> done
+    epoch: int = 0  # GAN epochs completed
+    encoder_epoch: int = 0  # encoder epochs completed
+    step: int = 0  # GAN generator steps (drives the EMA warm-up)
+    history: list = field(default_factory=list)  # one dict per finished epoch (both phases)
+
+
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def build_seeded_models(model_args: dict, seed: int):
+    """Models initialised from ``seed`` without touching the caller's global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_models(model_args)
+
+
+def _grad_norm(module: nn.Module) -> float:
+    norms = [p.grad.detach().norm() for p in module.parameters() if p.grad is not None]
+    return float(torch.stack(norms).norm()) if norms else 0.0
+
+
+@torch.no_grad()
+def diversity(samples: torch.Tensor, reference: torch.Tensor) -> float:
+    """Mean pairwise distance of generated samples / that of real samples: ~1 healthy, -> 0 mode collapse."""
+    def mean_pdist(t: torch.Tensor) -> float:
+        flat = t.flatten(1).float()
+        return float(torch.cdist(flat, flat).sum() / max(1, flat.shape[0] * (flat.shape[0] - 1)))
+
+    ref = mean_pdist(reference)
+    return mean_pdist(samples) / ref if ref > 0 else float("nan")
+
+
+class Trainer:
+    """Owns models, optimisers and RNG for one run; ``run()`` trains to completion from wherever it stands."""
+
+    def __init__(self, cfg: Config, model_args: dict, x_train: torch.Tensor, device: torch.device,
+                 run_dir: Optional[Path] = None, verbose: bool = False,
+                 on_epoch: Optional[Callable[["Trainer"], None]] = None,
+                 extra_state: Optional[Callable[[], dict]] = None):
+        self.cfg = cfg
+        self.model_args = model_args
+        self.device = device
+        self.run_dir = run_dir
+        self.verbose = verbose
+        self.on_epoch = on_epoch
+        self.extra_state = extra_state or (lambda: {})
+        self.rank, self.world = _dist_info()
+        self.x_train = x_train.to(device)
+        t = cfg.train
+        self.generator, self.discriminator, self.encoder = (
+            m.to(device) for m in build_seeded_models(model_args, t.seed))
+        self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+        betas = tuple(t.betas) if t.betas else losses.DEFAULT_BETAS[t.loss]
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=t.lr_d, betas=betas)
+        self.opt_e = torch.optim.Adam(self.encoder.parameters(), lr=cfg.encoder.lr, betas=(0.5, 0.999))
+        self.rng = torch.Generator(device=device).manual_seed(t.seed + 1000 * self.rank)
+        self.fixed_z = torch.randn(64, model_args["z_dim"], generator=torch.Generator().manual_seed(t.seed)).to(device)
+        self.state = TrainState()
+        self.amp_dtype = torch.bfloat16 if (t.amp and device.type == "cuda") else None
+        self._wrap_distributed()
+
+    # ------------------------------------------------------------------ distributed
+    def _wrap_distributed(self) -> None:
+        self.g_train: nn.Module = self.generator
+        self.d_train: nn.Module = self.discriminator
+        self.e_train: nn.Module = self.encoder
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.g_train = DDP(self.generator, device_ids=ids)
+            self.d_train = DDP(self.discriminator, device_ids=ids)
+            self.e_train = DDP(self.encoder, device_ids=ids)
+
+    def _batches(self, epoch: int, batch_size: int) -> list[torch.Tensor]:
+        """This rank's shuffled shard for ``epoch`` (DistributedSampler; deterministic in seed and epoch)."""
+        n = len(self.x_train)
+        sampler = DistributedSampler(range(n), num_replicas=self.world, rank=self.rank, shuffle=True,
+                                     seed=self.cfg.train.seed)
+        sampler.set_epoch(epoch)
+        idx = torch.tensor(list(sampler), dtype=torch.long)
+        bs = min(batch_size, len(idx))
+        n_full = max(1, len(idx) // bs)  # drop a ragged last batch: BatchNorm dislikes tiny ones
+        return [idx[i * bs:(i + 1) * bs] for i in range(n_full)]
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        s = self.state
+        return {
+            "model_args": self.model_args,
+            "config": self.cfg.to_dict(),
+            "phase": s.phase, "epoch": s.epoch, "encoder_epoch": s.encoder_epoch, "step": s.step,
+            "history": s.history,
+            "generator": self.generator.state_dict(),
+            "generator_ema": self.generator_ema.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "encoder": self.encoder.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "opt_e": self.opt_e.state_dict(),
+            "rng": self.rng.get_state(),
+            **self.extra_state(),
+        }
+
+    def load_state_dict(self, ckpt: dict) -> None:
+        self.generator.load_state_dict(ckpt["generator"])
+        self.generator_ema.load_state_dict(ckpt["generator_ema"])
+        self.discriminator.load_state_dict(ckpt["discriminator"])
+        self.encoder.load_state_dict(ckpt["encoder"])
+        self.opt_g.load_state_dict(ckpt["opt_g"])
+        self.opt_d.load_state_dict(ckpt["opt_d"])
+        self.opt_e.load_state_dict(ckpt["opt_e"])
+        if self.rank == 0:
+            self.rng.set_state(ckpt["rng"])
+        self.state = TrainState(phase=ckpt["phase"], epoch=ckpt["epoch"], encoder_epoch=ckpt["encoder_epoch"],
+                                step=ckpt["step"], history=list(ckpt["history"]))
+
+    def checkpoint(self) -> None:
+        if self.run_dir is None or self.rank != 0:
+            return
+        save_checkpoint(self.state_dict(), self.run_dir / CHECKPOINT)
+        write_metrics(self.state.history, self.run_dir / "metrics.csv")
+
+    # ------------------------------------------------------------------ GAN
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return torch.autocast(device_type="cpu", enabled=False)
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        return diff_augment(x, self.rng) if self.cfg.train.augment else x
+
+    def _check_finite(self, epoch: int, step: int, **values: torch.Tensor) -> None:
+        if all(torch.isfinite(v).all() for v in values.values()):
+            return
+        shown = ", ".join(f"{k}={float(v):.4g}" for k, v in values.items())
+        last = f"epoch {self.state.epoch}" if self.state.epoch else "none yet"
+        raise TrainingDiverged(
+            f"training diverged at epoch {epoch + 1}, step {step + 1} ({shown}); last good checkpoint: {last}. "
+            f"Try --set train.loss=wgan-gp, a lower train.lr_d, or model.spectral_norm=true"
+        )
+
+    def gan_epoch(self, epoch: int, bar: ProgressBar) -> dict:
+        t = self.cfg.train
+        G, D = self.g_train, self.d_train
+        z_dim = self.model_args["z_dim"]
+        sums = {"d_loss": 0.0, "g_loss": 0.0, "d_real": 0.0, "d_fake": 0.0, "grad_norm_d": 0.0, "grad_norm_g": 0.0}
+        batches = self._batches(epoch, t.batch_size)
+        start, seen = time.perf_counter(), 0
+        self.generator.train()
+        self.discriminator.train()
+        for i, idx in enumerate(batches):
+            real = self.x_train[idx]
+            b = real.shape[0]
+            # --- discriminator step(s): fake.detach() keeps G out of D's graph
+            for _ in range(t.n_critic):
+                z = torch.randn(b, z_dim, device=self.device, generator=self.rng)
+                with self._autocast():
+                    with torch.no_grad():
+                        fake = self.generator(z)
+                    out = D(torch.cat([self._augment(real), self._augment(fake.detach())]))
+                    out_real, out_fake = out[:b].float(), out[b:].float()
+                    d_loss = losses.d_loss(t.loss, out_real, out_fake)
+                if t.loss == "wgan-gp" and t.gp_weight > 0:
+                    d_loss = d_loss + t.gp_weight * losses.gradient_penalty(D, real, fake.float(), self.rng)
+                self._check_finite(epoch, i, d_loss=d_loss)
+                self.opt_d.zero_grad(set_to_none=True)
+                d_loss.backward()
+                gn_d = _grad_norm(self.discriminator)
+                self.opt_d.step()
+            # --- generator step: D's own (unwrapped) forward, its grads are discarded at the next D step
+            z = torch.randn(b, z_dim, device=self.device, generator=self.rng)
+            with self._autocast():
+                g_out = self.discriminator(self._augment(G(z))).float()
+                g_loss = losses.g_loss(t.loss, g_out)
+            self._check_finite(epoch, i, d_loss=d_loss, g_loss=g_loss)
+            self.opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            gn_g = _grad_norm(self.generator)
+            self.opt_g.step()
+            self.state.step += 1
+            if t.ema_decay > 0:
+                update_ema(self.generator_ema, self.generator, t.ema_decay, self.state.step)
+            else:
+                self.generator_ema.load_state_dict(self.generator.state_dict())
+            for k, v in (("d_loss", d_loss), ("g_loss", g_loss), ("d_real", out_real.mean()),
+                         ("d_fake", out_fake.mean())):
+                sums[k] += float(v.detach())
+            sums["grad_norm_d"] += gn_d
+            sums["grad_norm_g"] += gn_g
+            seen += b * self.world
+            bar.update(1, epoch=f"{epoch + 1}/{t.epochs}", d_loss=float(d_loss), g_loss=float(g_loss),
+                       img_s=seen / max(1e-9, time.perf_counter() - start))
+        seconds = time.perf_counter() - start
+        row = {"phase": "gan", "epoch": epoch + 1, **{k: v / len(batches) for k, v in sums.items()}}
+        self.generator_ema.eval()
+        with torch.no_grad():
+            ref = self.x_train[: len(self.fixed_z)]
+            row["diversity"] = diversity(self.generator_ema(self.fixed_z[: len(ref)]), ref)
+        row.update(seconds=seconds, images_per_s=seen / max(seconds, 1e-9))
+        return row
+
+    # ------------------------------------------------------------------ encoder
+    def encoder_epoch(self, epoch: int, bar: ProgressBar) -> dict:
+        """izi_f: ||x - G(E(x))||^2 + kappa * ||f(x) - f(G(E(x)))||^2 with G (EMA) and D frozen."""
+        G, D = self.generator_ema.eval(), self.discriminator.eval()
+        D.requires_grad_(False)
+        kappa = self.cfg.encoder.kappa
+        self.encoder.train()
+        total, start, seen = 0.0, time.perf_counter(), 0
+        batches = self._batches(10_000 + epoch, self.cfg.train.batch_size)
+        for i, idx in enumerate(batches):
+            x = self.x_train[idx]
+            with self._autocast():
+                x_hat = G(self.e_train(x))
+                loss = F.mse_loss(x_hat.float(), x)
+                if kappa > 0:
+                    loss = loss + kappa * F.mse_loss(D.features(x_hat).float(), D.features(x).float())
+            self._check_finite(epoch, i, encoder_loss=loss)
+            self.opt_e.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_e.step()
+            total += float(loss)
+            seen += x.shape[0] * self.world
+            bar.update(1, epoch=f"{epoch + 1}/{self.cfg.encoder.epochs}", encoder_loss=float(loss))
+        D.requires_grad_(True)
+        seconds = time.perf_counter() - start
+        return {"phase": "encoder", "epoch": epoch + 1, "encoder_loss": total / len(batches), "seconds": seconds,
+                "images_per_s": seen / max(seconds, 1e-9)}
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> TrainState:
+        t, s = self.cfg.train, self.state
+        steps_per_epoch = len(self._batches(0, t.batch_size))
+        if s.phase == "gan":
+            remaining = (t.epochs - s.epoch) * steps_per_epoch
+            with ProgressBar("train GAN", remaining, enabled=self.verbose and self.rank == 0) as bar:
+                while s.epoch < t.epochs:
+                    row = self.gan_epoch(s.epoch, bar)
+                    s.history.append(row)
+                    s.epoch += 1
+                    self.checkpoint()
+                    if self.on_epoch:
+                        self.on_epoch(self)
+            s.phase = "encoder"
+            self.checkpoint()
+        if s.phase == "encoder":
+            n_ep = self.cfg.encoder.epochs
+            with ProgressBar("train encoder", (n_ep - s.encoder_epoch) * steps_per_epoch,
+                             enabled=self.verbose and self.rank == 0) as bar:
+                while s.encoder_epoch < n_ep:
+                    row = self.encoder_epoch(s.encoder_epoch, bar)
+                    s.history.append(row)
+                    s.encoder_epoch += 1
+                    self.checkpoint()
+            s.phase = "calibrate"
+        return s
+
+
+def write_metrics(history: list, path: Path) -> None:
+    import pandas as pd
+
+    from anomgan.io import atomic_write
+
+    frame = pd.DataFrame(history)
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def sample_grid(generator: nn.Module, z: torch.Tensor, path: Path, to_unit: Callable) -> None:
+    """Save a grid of G(z) as PNG (images only)."""
+    from torchvision.utils import save_image
+
+    from anomgan.io import atomic_write
+
+    generator.eval()
+    with torch.no_grad():
+        x = to_unit(generator(z).float().cpu())
+    nrow = max(1, int(math.sqrt(len(x))))
+    atomic_write(path, lambda tmp: save_image(x, tmp, nrow=nrow, format="png", padding=1))
