@@ -22,7 +22,7 @@ from anomgan.progress import ProgressBar
 from anomgan.scoring.calibration import Calibration, calibration_key
 from anomgan.scoring.inversion import invert_latent, per_sample_feature_residual, per_sample_residual
 from anomgan.training.checkpoint import CHECKPOINT, load_checkpoint
-from anomgan.training.trainer import Trainer, build_seeded_models, sample_grid
+from anomgan.training.trainer import Trainer, build_seeded_models, dist_info, sample_grid
 
 CALIBRATION_FILE = "calibration.json"
 MAX_CALIBRATION = 2000  # normal-validation samples kept in the run for calibration
@@ -112,7 +112,8 @@ class AnoGAN:
                 if not resume:
                     raise OutputError(f"{run_dir} already holds a run (use --resume to continue or --force to restart)")
                 ckpt = load_checkpoint(run_dir / CHECKPOINT)
-            save_config(cfg, run_dir / "config.yaml")
+            if dist_info()[0] == 0:
+                save_config(cfg, run_dir / "config.yaml")
         device = resolve_device(cfg.train.device)
         if ckpt is not None:
             pre = Preprocessor.from_dict(ckpt["preprocessor"])
@@ -281,34 +282,39 @@ class AnoGAN:
         return {c: np.concatenate([p[c] for p in parts]) for c in COMPONENTS}
 
     def iter_scores(self, batches: Iterable[np.ndarray], method: Optional[str] = None, steps: Optional[int] = None,
-                    total: Optional[int] = None, keep_reconstructions: bool = False) -> Iterator[dict]:
-        """Score an iterable of raw batches; yields per batch a dict of (B,) arrays: the components,
-        ``anomaly_score``, ``threshold``, ``is_anomaly`` (and ``x``/``x_hat`` model-space tensors if asked)."""
+                    total: Optional[int] = None, keep_reconstructions: bool = False,
+                    batch_size: Optional[int] = None) -> Iterator[dict]:
+        """Score an iterable of raw batches (source units); yields one dict per input batch with (B,) arrays:
+        the components, ``anomaly_score``, ``threshold``, ``is_anomaly`` (+ model-space ``x``/``x_hat`` if asked).
+
+        Inputs larger than ``batch_size`` are processed in sub-batches, so memory stays bounded.
+        """
         self._check_fitted()
         s = self._score_config(method, steps)
+        bs = batch_size or s.batch_size
         cal = self.calibrate(s.method, steps)
         threshold = cal.threshold(s)
         with ProgressBar(f"score ({s.method})", total, enabled=self.verbose) as bar:
             for raw in batches:
                 x = self.preprocessor_.transform(np.asarray(raw, dtype=np.float32))
-                for i in range(0, len(x), s.batch_size):
-                    xb = x[i:i + s.batch_size]
-                    comps = self._components_batch(xb, s)
-                    out = {c: comps[c] for c in COMPONENTS}
-                    out["anomaly_score"] = cal.combine(out, s)
-                    out["threshold"] = np.full(len(xb), threshold)
-                    out["is_anomaly"] = (out["anomaly_score"] > threshold).astype(np.int64)
-                    if keep_reconstructions:
-                        out["x"], out["x_hat"] = xb, comps["x_hat"]
-                    bar.update(len(xb))
-                    yield out
+                parts = []
+                for i in range(0, len(x), bs):
+                    parts.append(self._components_batch(x[i:i + bs], s))
+                    bar.update(len(x[i:i + bs]))
+                out = {c: np.concatenate([p[c] for p in parts]) for c in COMPONENTS}
+                out["anomaly_score"] = cal.combine(out, s)
+                out["threshold"] = np.full(len(x), threshold)
+                out["is_anomaly"] = (out["anomaly_score"] > threshold).astype(np.int64)
+                if keep_reconstructions:
+                    out["x"], out["x_hat"] = x, torch.cat([p["x_hat"] for p in parts])
+                yield out
 
-    def score_components(self, X: np.ndarray, method: Optional[str] = None, steps: Optional[int] = None) -> dict:
+    def score_components(self, X: np.ndarray, method: Optional[str] = None, steps: Optional[int] = None,
+                         keep_reconstructions: bool = False) -> dict:
         """All components for ``X`` (source units) -> dict of (N,) arrays."""
-        parts = list(self.iter_scores([X], method, steps, total=len(X)))
-        if not parts:
+        if len(X) == 0:
             raise DataError("no samples to score")
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return next(self.iter_scores([X], method, steps, total=len(X), keep_reconstructions=keep_reconstructions))
 
     def score_samples(self, X: np.ndarray, method: Optional[str] = None) -> np.ndarray:
         """``anomaly_score`` (N,): higher = more anomalous."""

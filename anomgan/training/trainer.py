@@ -39,7 +39,7 @@ class TrainState:
     history: list = field(default_factory=list)  # one dict per finished epoch (both phases)
 
 
-def _dist_info() -> tuple[int, int]:
+def dist_info() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -82,7 +82,7 @@ class Trainer:
         self.verbose = verbose
         self.on_epoch = on_epoch
         self.extra_state = extra_state or (lambda: {})
-        self.rank, self.world = _dist_info()
+        self.rank, self.world = dist_info()
         self.x_train = x_train.to(device)
         t = cfg.train
         self.generator, self.discriminator, self.encoder = (
@@ -226,7 +226,7 @@ class Trainer:
             sums["grad_norm_d"] += gn_d
             sums["grad_norm_g"] += gn_g
             seen += b * self.world
-            bar.update(1, epoch=f"{epoch + 1}/{t.epochs}", d_loss=float(d_loss), g_loss=float(g_loss),
+            bar.update(1, epoch=f"{epoch + 1}/{t.epochs}", d_loss=d_loss.item(), g_loss=g_loss.item(),
                        img_s=seen / max(1e-9, time.perf_counter() - start))
         seconds = time.perf_counter() - start
         row = {"phase": "gan", "epoch": epoch + 1, **{k: v / len(batches) for k, v in sums.items()}}
@@ -257,9 +257,9 @@ class Trainer:
             self.opt_e.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_e.step()
-            total += float(loss)
+            total += loss.item()
             seen += x.shape[0] * self.world
-            bar.update(1, epoch=f"{epoch + 1}/{self.cfg.encoder.epochs}", encoder_loss=float(loss))
+            bar.update(1, epoch=f"{epoch + 1}/{self.cfg.encoder.epochs}", encoder_loss=loss.item())
         D.requires_grad_(True)
         seconds = time.perf_counter() - start
         return {"phase": "encoder", "epoch": epoch + 1, "encoder_loss": total / len(batches), "seconds": seconds,

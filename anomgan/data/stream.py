@@ -1,0 +1,147 @@
+"""Streaming readers for ``score``: inputs are read in chunks so memory stays bounded whatever their size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+
+from anomgan.data.preprocess import Preprocessor
+from anomgan.data.sources import (IMAGE_SUFFIXES, NAMED_SOURCES, as_images, as_table,
+                                  list_image_folder, load_source, read_csv_table, read_image)
+from anomgan.errors import DataError
+
+
+@dataclass
+class Chunk:
+    ids: np.ndarray  # (B,) str
+    x: np.ndarray  # raw batch in source units
+    labels: Optional[np.ndarray] = None  # (B,) str, when the input carries labels
+
+
+class _ImageFiles(torch.utils.data.Dataset):
+    """Image files read by DataLoader workers; errors travel back as text (one clear line, no worker trace)."""
+
+    def __init__(self, files: list[Path], channels: int):
+        self.files, self.channels = files, channels
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        try:
+            return read_image(self.files[i], self.channels), ""
+        except DataError as exc:
+            return np.zeros((self.channels, 1, 1), np.float32), str(exc)
+
+
+def _collate(items):
+    errors = [e for _, e in items if e]
+    if errors:
+        return None, errors[0]
+    shapes = {a.shape for a, _ in items}
+    if len(shapes) > 1:
+        return None, f"images in one batch differ in size: {sorted(shapes)[:2]}"
+    return np.stack([a for a, _ in items]), ""
+
+
+def count_input(path: str) -> Optional[int]:
+    """Cheap sample count for progress bars (None when unknown without reading everything)."""
+    p = Path(path)
+    if p.is_dir():
+        return None
+    if p.suffix.lower() == ".npy":
+        try:
+            return int(np.load(p, mmap_mode="r", allow_pickle=False).shape[0])
+        except (ValueError, OSError):
+            return None
+    return None
+
+
+def iter_input(path: str, pre: Preprocessor, batch_size: int, num_workers: int = 0, label_column: str = "label",
+               root: str = "./data", download: bool = False) -> Iterator[Chunk]:
+    """Yield :class:`Chunk`s of at most ``batch_size`` samples from any supported input kind."""
+    if path in NAMED_SOURCES:
+        ds = load_source(path, root=root, download=download)
+        yield from _chunks_of(ds.ids, ds.x, ds.y, batch_size)
+        return
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"input not found: {path}")
+    if p.is_dir():
+        yield from _iter_folder(p, pre, batch_size, num_workers)
+        return
+    if p.stat().st_size == 0:
+        raise DataError(f"{p}: empty file")
+    suffix = p.suffix.lower()
+    if suffix in (".csv", ".tsv", ".txt"):
+        yield from _iter_csv(p, pre, batch_size, label_column)
+    elif suffix == ".npy":
+        try:
+            arr = np.load(p, mmap_mode="r", allow_pickle=False)  # memory-mapped: read chunk by chunk
+        except (ValueError, OSError) as exc:
+            raise DataError(f"{p}: cannot read as .npy array ({str(exc).splitlines()[0]})") from None
+        _check_rank(arr, pre, p)
+        for start in range(0, len(arr), batch_size):
+            raw = np.asarray(arr[start:start + batch_size])
+            x = as_table(raw, str(p)) if pre.kind == "tabular" else as_images(raw, str(p))
+            yield Chunk(ids=np.arange(start, start + len(x)).astype(str), x=x)
+        if len(arr) == 0:
+            raise DataError(f"{p}: no samples")
+    elif suffix == ".npz" or suffix in IMAGE_SUFFIXES:
+        ds = load_source(str(p), channels=pre.in_shape[0] if pre.kind == "image" else None)
+        _check_rank(ds.x, pre, p)
+        yield from _chunks_of(ds.ids, ds.x, ds.y, batch_size)
+    else:
+        raise DataError(f"{p}: unsupported input type '{suffix}' (use .npy, .npz, .csv, an image or an image folder)")
+
+
+def _check_rank(arr: np.ndarray, pre: Preprocessor, where: Path) -> None:
+    if pre.kind == "tabular" and arr.ndim != 2:
+        raise DataError(f"{where}: the run expects (N, {pre.in_shape[0]}) vectors, got an array of shape {arr.shape}")
+    if pre.kind == "image" and arr.ndim not in (3, 4):
+        raise DataError(f"{where}: the run expects images, got an array of shape {arr.shape}")
+
+
+def _chunks_of(ids, x, y, batch_size) -> Iterator[Chunk]:
+    for s in range(0, len(x), batch_size):
+        yield Chunk(ids=ids[s:s + batch_size], x=x[s:s + batch_size], labels=None if y is None else y[s:s + batch_size])
+
+
+def _iter_csv(p: Path, pre: Preprocessor, batch_size: int, label_column: str) -> Iterator[Chunk]:
+    import pandas as pd
+
+    if pre.kind != "tabular":
+        raise DataError(f"{p}: the run was trained on images, a CSV table cannot be scored with it")
+    try:
+        reader = pd.read_csv(p, chunksize=batch_size)
+        n = 0
+        for frame in reader:
+            x, y, _ = read_csv_table(frame, str(p), label_column, pre.feature_names)
+            yield Chunk(ids=frame.index.to_numpy().astype(str), x=x, labels=None if y is None else y.astype(str))
+            n += len(frame)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{p}: empty CSV file") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"{p}: cannot parse CSV ({str(exc).splitlines()[0]})") from None
+    if n == 0:
+        raise DataError(f"{p}: CSV has a header but zero rows")
+
+
+def _iter_folder(p: Path, pre: Preprocessor, batch_size: int, num_workers: int) -> Iterator[Chunk]:
+    if pre.kind != "image":
+        raise DataError(f"{p}: the run was trained on tabular data, an image folder cannot be scored with it")
+    files, labels = list_image_folder(p)
+    loader = torch.utils.data.DataLoader(_ImageFiles(files, pre.in_shape[0]), batch_size=batch_size,
+                                         num_workers=num_workers, collate_fn=_collate)
+    start = 0
+    for x, error in loader:
+        if error:
+            raise DataError(error)
+        ids = np.asarray([str(f.relative_to(p)) for f in files[start:start + len(x)]])
+        lab = None if labels is None else np.asarray(labels[start:start + len(x)])
+        yield Chunk(ids=ids, x=x, labels=lab)
+        start += len(x)

@@ -1,0 +1,67 @@
+"""Pictures next to the CSV: ROC curves, score histograms, top anomalies with reconstructions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from anomgan.evaluation.metrics import SCORE_COLUMNS
+from anomgan.io import atomic_write
+
+
+def _save_figure(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: no display on servers or CI
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_roc(frame: pd.DataFrame, path: Path) -> None:
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for comp in SCORE_COLUMNS:
+        fpr, tpr, _ = roc_curve(frame["target"], frame[comp])
+        ax.plot(fpr, tpr, label=f"{comp} (AUC {roc_auc_score(frame['target'], frame[comp]):.3f})",
+                lw=2.5 if comp == "anomaly_score" else 1.2)
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC on held-out anomalies")
+    ax.legend(loc="lower right", fontsize=8)
+    _save_figure(fig, path)
+
+
+def plot_histogram(frame: pd.DataFrame, threshold: float, path: Path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    scores = frame["anomaly_score"].to_numpy()
+    bins = np.linspace(scores.min(), scores.max(), 50)
+    ax.hist(scores[frame["target"] == 0], bins=bins, alpha=0.6, density=True, label="normal")
+    ax.hist(scores[frame["target"] == 1], bins=bins, alpha=0.6, density=True, label="anomalous")
+    ax.axvline(threshold, color="k", ls="--", label=f"threshold {threshold:.2f}")
+    ax.set(xlabel="anomaly_score (higher = more anomalous)", ylabel="density")
+    ax.legend()
+    _save_figure(fig, path)
+
+
+def reconstruction_grid(x: torch.Tensor, x_hat: torch.Tensor, path: Path, to_unit) -> None:
+    """One row per sample: x | G(z*) | |x - G(z*)| residual map. x, x_hat: (K, C, S, S) in model space."""
+    from torchvision.utils import save_image
+
+    xu, hu = to_unit(x.float()), to_unit(x_hat.float())
+    residual = (xu - hu).abs()
+    residual = residual / residual.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+    rows = torch.stack([xu, hu, residual], dim=1).flatten(0, 1)  # (3K, C, S, S)
+    atomic_write(path, lambda tmp: save_image(rows, tmp, nrow=3, padding=1, pad_value=1.0, format="png"))

@@ -1,0 +1,288 @@
+"""Run-level operations behind the CLI: train a run directory, score an input, evaluate a run.
+
+Each function does one library job and returns a typed result; none prints or exits.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import torch
+
+from anomgan.config import Config
+from anomgan.data.sources import Dataset, load_source
+from anomgan.data.splits import Splits, make_splits
+from anomgan.data.stream import count_input, iter_input
+from anomgan.detector import AnoGAN
+from anomgan.distributed import barrier
+from anomgan.errors import DataError, OutputError
+from anomgan.evaluation.metrics import SCORE_COLUMNS, evaluate_scores
+from anomgan.io import atomic_path, atomic_write, atomic_write_text, check_output
+from anomgan.training.checkpoint import CHECKPOINT
+from anomgan.training.trainer import dist_info
+
+RUN_FILES = (CHECKPOINT, "metrics.csv", "config.yaml", "calibration.json", "samples.png", "run.json")
+
+
+def load_data(cfg: Config) -> Dataset:
+    d = cfg.data
+    return load_source(d.source, root=d.root, download=d.download, labels=d.labels, label_column=d.label_column,
+                       channels=d.channels, image_size=d.image_size if d.resize == "resize" else None)
+
+
+def split_data(cfg: Config, ds: Dataset) -> Splits:
+    d = cfg.data
+    return make_splits(ds, d.normal_classes, d.val_fraction, d.test_fraction, cfg.train.seed, d.max_train)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    detector: AnoGAN
+    n_train: int
+    n_val: int
+    n_test: int
+    seconds: float
+    resumed: bool
+
+
+def prepare_run_dir(out: Path, resume: bool, force: bool) -> bool:
+    """Check/clear ``out`` before training; returns whether a checkpoint will be resumed."""
+    has_ckpt = (out / CHECKPOINT).exists()
+    if resume and force:
+        raise OutputError("--resume and --force contradict each other: choose one")
+    if resume:
+        if not has_ckpt:
+            raise OutputError(f"nothing to resume: {out} holds no checkpoint")
+        return True
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file, not a run directory")
+    if has_ckpt and not force:
+        raise OutputError(f"{out} already holds a run (use --resume to continue it or --force to start over)")
+    if force and out.exists():
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "samples", ignore_errors=True)
+    return False
+
+
+def train_run(cfg: Config, out: Path, resume: bool = False, force: bool = False, verbose: bool = False) -> TrainResult:
+    """Load data, split by seed, train on normal-train, calibrate on normal-validation, write the run."""
+    out = Path(out)
+    rank, world = dist_info()
+    resumed = prepare_run_dir(out, resume, force) if rank == 0 else resume  # architecture change: refused in fit
+    barrier()  # other ranks start once rank 0 has prepared the directory
+    ds = load_data(cfg)
+    splits = split_data(cfg, ds)
+    start = time.perf_counter()
+    det = AnoGAN(cfg, run_dir=out, verbose=verbose)
+    det.fit(ds.x[splits.train], X_val=ds.x[splits.val], resume=resumed, feature_names=ds.feature_names)
+    seconds = time.perf_counter() - start
+    if rank == 0:
+        info = {"dataset": ds.name, "kind": ds.kind, "normal_classes": splits.normal_classes,
+                "n_train": len(splits.train), "n_val": len(splits.val), "n_test": len(splits.test),
+                "train_seconds": seconds, "world_size": world}
+        atomic_write_text(out / "run.json", json.dumps(info, indent=2))
+    return TrainResult(out, det, len(splits.train), len(splits.val), len(splits.test), seconds, resumed)
+
+
+# ---------------------------------------------------------------------------- score
+
+
+@dataclass
+class ScoreResult:
+    out: Path
+    n: int
+    n_flagged: int
+    threshold: float
+    seconds: float
+    reconstructions: list = field(default_factory=list)
+
+
+class TopK:
+    """The k highest-scoring samples seen so far, with their inputs and reconstructions (bounded memory)."""
+
+    def __init__(self, k: int):
+        self.k, self.heap, self.count = k, [], 0
+
+    def push(self, scores: np.ndarray, ids, x: torch.Tensor, x_hat: torch.Tensor) -> None:
+        for i in np.argsort(-scores)[: self.k]:
+            item = (float(scores[i]), self.count, str(ids[i]), x[i].clone(), x_hat[i].clone())
+            self.count += 1
+            if len(self.heap) < self.k:
+                heapq.heappush(self.heap, item)
+            elif item[0] > self.heap[0][0]:
+                heapq.heapreplace(self.heap, item)
+
+    def items(self) -> list:
+        return sorted(self.heap, key=lambda t: -t[0])
+
+
+def score_input(run: Path, input_path: str, out: Path, method: Optional[str] = None, steps: Optional[int] = None,
+                batch_size: Optional[int] = None, num_workers: Optional[int] = None,
+                save_reconstructions: Optional[Path] = None, top_k: int = 16, force: bool = False,
+                device: str = "auto", verbose: bool = False) -> ScoreResult:
+    """Stream ``input_path`` through the run's detector into a CSV written to a temp name and renamed at the end."""
+    out = check_output(out, force, "output file")
+    det = AnoGAN.load(run, device=device, verbose=verbose)
+    cfg = det.config_
+    bs = batch_size or cfg.score.batch_size
+    if bs < 1:
+        raise OutputError(f"--batch-size must be >= 1, got {bs}")
+    if save_reconstructions is not None and det.preprocessor_.kind != "image":
+        raise OutputError("--save-reconstructions applies to image runs only")
+    chunks = iter_input(input_path, det.preprocessor_, bs, cfg.score.num_workers if num_workers is None else num_workers,
+                        cfg.data.label_column, cfg.data.root, cfg.data.download)
+    top = TopK(top_k) if save_reconstructions is not None else None
+    n = flagged = 0
+    threshold = float("nan")
+    pending: list = []
+
+    def raw_batches():
+        for chunk in chunks:
+            pending.append(chunk)
+            yield chunk.x
+
+    start = time.perf_counter()
+    with atomic_path(out) as tmp, open(tmp, "w", newline="") as fh:
+        results = det.iter_scores(raw_batches(), method, steps, total=count_input(input_path),
+                                  keep_reconstructions=top is not None, batch_size=bs)
+        for res in results:
+            chunk = pending.pop(0)
+            frame = pd.DataFrame({"id": chunk.ids, **{c: res[c] for c in SCORE_COLUMNS},
+                                  "threshold": res["threshold"], "is_anomaly": res["is_anomaly"]})
+            if chunk.labels is not None:
+                frame["label"] = chunk.labels
+            frame.to_csv(fh, header=n == 0, index=False)
+            n += len(frame)
+            flagged += int(res["is_anomaly"].sum())
+            threshold = float(res["threshold"][0])
+            if top is not None:
+                top.push(res["anomaly_score"], chunk.ids, res["x"], res["x_hat"])
+    seconds = time.perf_counter() - start
+    written = []
+    if top is not None and top.heap:
+        from anomgan.evaluation.plots import reconstruction_grid
+
+        save_reconstructions.mkdir(parents=True, exist_ok=True)
+        items = top.items()
+        path = save_reconstructions / "top_anomalies.png"
+        reconstruction_grid(torch.stack([t[3] for t in items]), torch.stack([t[4] for t in items]), path,
+                            det.preprocessor_.to_unit)
+        atomic_write_text(save_reconstructions / "top_anomalies.csv",
+                          pd.DataFrame({"rank": range(1, len(items) + 1), "id": [t[2] for t in items],
+                                        "anomaly_score": [t[0] for t in items]}).to_csv(index=False))
+        written.append(path)
+    return ScoreResult(out, n, flagged, threshold, seconds, written)
+
+
+# ---------------------------------------------------------------------------- evaluate
+
+
+@dataclass
+class EvaluationResult:
+    report: pd.DataFrame  # one row per (anomalous class or 'all', component)
+    scores: pd.DataFrame  # one row per test sample
+    out: Optional[Path]
+    pictures: list
+    seconds: float
+    threshold: float
+
+
+def score_test_split(det: AnoGAN, ds: Dataset, splits: Splits, method: Optional[str] = None,
+                     steps: Optional[int] = None) -> tuple[pd.DataFrame, dict, float]:
+    """Score the test split -> per-sample frame (target 1 = anomaly), raw arrays, seconds."""
+    x = ds.x[splits.test]
+    start = time.perf_counter()
+    res = det.score_components(x, method, steps, keep_reconstructions=ds.kind == "image")
+    seconds = time.perf_counter() - start
+    frame = pd.DataFrame({"id": ds.ids[splits.test], "label": ds.y[splits.test] if ds.y is not None else "",
+                          "target": splits.test_targets(ds), **{c: res[c] for c in SCORE_COLUMNS},
+                          "threshold": res["threshold"], "is_anomaly": res["is_anomaly"]})
+    return frame, res, seconds
+
+
+def evaluate_run(run: Path, out: Optional[Path] = None, method: Optional[str] = None, steps: Optional[int] = None,
+                 data_root: Optional[str] = None, force: bool = False, pictures: bool = True,
+                 device: str = "auto", verbose: bool = False) -> EvaluationResult:
+    """Rebuild the run's test split (held-out normal + anomalous classes), score it, report metrics."""
+    run = Path(run)
+    if out is not None:
+        out = check_output(out, force, "report")
+    det = AnoGAN.load(run, device=device, verbose=verbose)
+    cfg = det.config_
+    if data_root is not None:
+        cfg.data.root = data_root
+    ds = load_data(cfg)
+    splits = split_data(cfg, ds)
+    if len(splits.test) == 0 or ds.y is None:
+        raise DataError(f"{ds.name} has no labelled test split: the test set holds a single class, ROC-AUC is "
+                        f"undefined (evaluate needs labelled data with anomalous classes)")
+    frame, res, seconds = score_test_split(det, ds, splits, method, steps)
+    threshold = float(res["threshold"][0])
+    report = evaluate_scores(frame, threshold)
+    s = det._score_config(method, steps)
+    report.insert(0, "method", s.method)
+    report.insert(0, "dataset", ds.name)
+    report["score_seconds"] = seconds
+    report["images_per_s"] = len(frame) / max(seconds, 1e-9)
+    written: list = []
+    if out is not None:
+        atomic_write(out, lambda tmp: report.to_csv(tmp, index=False))
+        stem = out.with_suffix("")
+        atomic_write(Path(f"{stem}.scores.csv"), lambda tmp: frame.to_csv(tmp, index=False))
+        if pictures:
+            written = write_pictures(det, frame, res, threshold, stem)
+    return EvaluationResult(report, frame, out, written, seconds, threshold)
+
+
+def write_pictures(det: AnoGAN, frame: pd.DataFrame, res: dict, threshold: float, stem: Path) -> list:
+    """ROC curves, score histogram, and (images) the top anomalies and the most normal-looking anomalies
+    as rows of x | G(z*) | residual map."""
+    from anomgan.evaluation.plots import plot_histogram, plot_roc, reconstruction_grid
+
+    paths = [Path(f"{stem}.roc.png"), Path(f"{stem}.hist.png")]
+    plot_roc(frame, paths[0])
+    plot_histogram(frame, threshold, paths[1])
+    if "x_hat" in res:
+        target = frame["target"].to_numpy()
+        score = frame["anomaly_score"].to_numpy()
+        anomalous = np.flatnonzero(target == 1)
+        order = anomalous[np.argsort(-score[anomalous], kind="stable")]
+        for name, idx in (("top_anomalies", order[:12]), ("most_normal_anomalies", order[::-1][:12])):
+            path = Path(f"{stem}.{name}.png")
+            idx = torch.as_tensor(np.ascontiguousarray(idx))
+            reconstruction_grid(res["x"][idx], res["x_hat"][idx], path, det.preprocessor_.to_unit)
+            paths.append(path)
+    return paths
+
+
+# ---------------------------------------------------------------------------- generate
+
+
+def generate_samples(run: Path, n: int, out: Path, seed: int = 0, force: bool = False, device: str = "auto") -> Path:
+    """A PNG grid (images) or a CSV in source units (tables) of ``n`` generator samples."""
+    if n < 1:
+        raise OutputError(f"--n must be >= 1, got {n}")
+    out = check_output(out, force, "output file")
+    det = AnoGAN.load(run, device=device)
+    x = det.generate(n, seed)
+    if det.preprocessor_.kind == "image":
+        from torchvision.utils import save_image
+
+        nrow = max(1, int(np.ceil(np.sqrt(n))))
+        atomic_write(out, lambda tmp: save_image(x, tmp, nrow=nrow, padding=1, format="png"))
+    else:
+        pre = det.preprocessor_
+        values = x.numpy() * np.asarray(pre.std) + np.asarray(pre.mean)
+        frame = pd.DataFrame(values, columns=pre.feature_names or [f"f{i}" for i in range(values.shape[1])])
+        atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
+    return out
