@@ -170,7 +170,7 @@ class Trainer:
     def _check_finite(self, epoch: int, step: int, **values: torch.Tensor) -> None:
         if all(torch.isfinite(v).all() for v in values.values()):
             return
-        shown = ", ".join(f"{k}={float(v):.4g}" for k, v in values.items())
+        shown = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in values.items())
         last = f"epoch {self.state.epoch}" if self.state.epoch else "none yet"
         raise TrainingDiverged(
             f"training diverged at epoch {epoch + 1}, step {step + 1} ({shown}); last good checkpoint: {last}. "

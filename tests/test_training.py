@@ -1,0 +1,122 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from anomgan import AnoGAN
+from anomgan.errors import OutputError, TrainingDiverged
+from anomgan.runs import train_run
+from anomgan.training import losses
+from anomgan.training.checkpoint import load_checkpoint
+from anomgan.training.stabilisers import diff_augment
+from conftest import tiny_config
+
+
+def _weights(run_dir):
+    ckpt = load_checkpoint(run_dir / "checkpoint.pt")
+    return {k: v for part in ("generator", "generator_ema", "discriminator", "encoder")
+            for k, v in ((f"{part}.{n}", t) for n, t in ckpt[part].items())}
+
+
+@pytest.mark.parametrize("loss", ["ns", "minimax", "wgan-gp", "hinge"])
+def test_each_loss_trains_without_nan(digits, loss):
+    cfg = tiny_config(train__loss=loss, train__n_critic=2 if loss == "wgan-gp" else 1, train__epochs=2)
+    det = AnoGAN(cfg).fit(digits.x[digits.y == "0"])
+    rows = [r for r in det.history_ if r["phase"] == "gan"]
+    assert len(rows) == 2
+    for r in rows:
+        assert all(math.isfinite(r[k]) for k in ("d_loss", "g_loss", "d_real", "d_fake", "diversity"))
+
+
+def test_tabular_training(rng):
+    x = rng.normal(size=(80, 6)).astype(np.float32)
+    det = AnoGAN(tiny_config()).fit(x)
+    assert det.preprocessor_.kind == "tabular"
+    scores = det.score_samples(np.concatenate([x[:5], x[:5] + 25.0]))
+    assert scores[5:].min() > scores[:5].max()
+
+
+def test_run_directory_contents(tmp_path, tiny_cfg):
+    res = train_run(tiny_cfg, tmp_path / "run")
+    for name in ("checkpoint.pt", "metrics.csv", "config.yaml", "samples.png", "run.json", "calibration.json"):
+        assert (res.run_dir / name).is_file(), name
+    assert sorted(p.name for p in (res.run_dir / "samples").iterdir()) == ["epoch_0001.png", "epoch_0002.png"]
+    metrics = pd.read_csv(res.run_dir / "metrics.csv")
+    assert metrics[metrics.phase == "gan"].epoch.tolist() == [1, 2]
+    assert {"d_loss", "g_loss", "d_real", "d_fake", "grad_norm_d", "grad_norm_g", "diversity", "seconds",
+            "images_per_s"} <= set(metrics.columns)
+    with pytest.raises(OutputError, match="already holds a run"):
+        train_run(tiny_cfg, res.run_dir)
+
+
+def test_seed_determinism(tmp_path):
+    a = train_run(tiny_config(), tmp_path / "a")
+    b = train_run(tiny_config(), tmp_path / "b")
+    c = train_run(tiny_config(train__seed=1), tmp_path / "c")
+    wa, wb, wc = _weights(a.run_dir), _weights(b.run_dir), _weights(c.run_dir)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+    ma, mb = pd.read_csv(a.run_dir / "metrics.csv"), pd.read_csv(b.run_dir / "metrics.csv")
+    cols = ["d_loss", "g_loss", "d_real", "d_fake", "diversity"]
+    pd.testing.assert_frame_equal(ma[cols], mb[cols])
+
+
+def test_resume_equivalence(tmp_path):
+    full = train_run(tiny_config(train__epochs=2, encoder__epochs=1), tmp_path / "full")
+    interrupted = tmp_path / "interrupted"
+    _train_and_stop_after(tiny_config(train__epochs=2, encoder__epochs=1), interrupted, gan_epochs=1)
+    assert load_checkpoint(interrupted / "checkpoint.pt")["epoch"] == 1
+    train_run(tiny_config(train__epochs=2, encoder__epochs=1), interrupted, resume=True)
+    wf, wr = _weights(full.run_dir), _weights(interrupted)
+    assert all(torch.equal(wf[k], wr[k]) for k in wf)
+    metrics = pd.read_csv(interrupted / "metrics.csv")
+    assert metrics[metrics.phase == "gan"].epoch.tolist() == [1, 2]  # no missing or duplicated epochs
+
+
+class _Stop(Exception):
+    pass
+
+
+def _train_and_stop_after(cfg, out, gan_epochs):
+    """Train and raise right after the checkpoint of GAN epoch ``gan_epochs`` (like a kill between epochs)."""
+    from anomgan.training import trainer as tr
+
+    original = tr.Trainer.checkpoint
+
+    def checkpoint(self):
+        original(self)
+        if self.state.phase == "gan" and self.state.epoch == gan_epochs:
+            raise _Stop
+
+    tr.Trainer.checkpoint = checkpoint
+    try:
+        with pytest.raises(_Stop):
+            train_run(cfg, out)
+    finally:
+        tr.Trainer.checkpoint = original
+
+
+def test_nan_loss_is_caught_and_last_checkpoint_kept(tmp_path, monkeypatch):
+    out = tmp_path / "nan"
+    _train_and_stop_after(tiny_config(train__epochs=3), out, gan_epochs=1)
+    monkeypatch.setattr(losses, "g_loss", lambda loss, fake: fake.mean() * float("nan"))
+    with pytest.raises(TrainingDiverged, match=r"epoch 2.*last good checkpoint: epoch 1.*wgan-gp"):
+        train_run(tiny_config(train__epochs=3), out, resume=True)
+    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 1
+
+
+def test_gradient_penalty_is_one_for_unit_slope():
+    lin = torch.nn.Linear(4, 1, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[2.0, 0.0, 0.0, 0.0]]))
+    d = lambda x: lin(x).squeeze(1)  # noqa: E731  gradient norm 2 everywhere -> penalty (2-1)^2 = 1
+    gp = losses.gradient_penalty(d, torch.randn(8, 4), torch.randn(8, 4))
+    assert gp.item() == pytest.approx(1.0)
+
+
+def test_diff_augment_keeps_shape_and_changes_content():
+    x = torch.rand(6, 1, 8, 8) * 2 - 1
+    y = diff_augment(x, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and not torch.equal(x, y)
