@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+import torch
+
+from anomgan import AnoGAN
+from anomgan.config import ScoreConfig
+from anomgan.scoring import Calibration, invert_latent
+
+
+@pytest.fixture(scope="module")
+def det(trained_run):
+    return AnoGAN.load(trained_run, device="cpu")
+
+
+@pytest.mark.parametrize("method", ["encoder", "iterative", "hybrid"])
+def test_normal_scores_lower_than_foreign(det, digits, method):
+    zeros = digits.x[digits.y == "0"][:40]
+    sevens = digits.x[digits.y == "7"][:40]
+    noise = np.random.default_rng(0).random((40, 1, 8, 8)).astype(np.float32)
+    steps = 30 if method == "iterative" else None
+    s0 = det.score_components(zeros, method, steps)["anomaly_score"]
+    s7 = det.score_components(sevens, method, steps)["anomaly_score"]
+    sn = det.score_components(noise, method, steps)["anomaly_score"]
+    assert np.median(s0) < np.median(s7)
+    assert np.median(s0) < np.median(sn)
+
+
+def test_iterative_inversion_reduces_objective(det, digits):
+    x = det.preprocessor_.transform(digits.x[:32])
+    res = invert_latent(x, det.generator_, det.discriminator_, det.encoder_, "iterative", steps=40, lr=0.05,
+                        z_dim=det.model_args_["z_dim"], keep_trace=True)
+    trace = res.trace.numpy()
+    assert trace[-1] < trace[0]
+    windows = trace[: len(trace) // 8 * 8].reshape(8, -1).mean(1)
+    assert np.all(np.diff(windows) <= 1e-6), windows  # decreasing on average over the run
+
+
+def test_restarts_keep_the_best(det, digits):
+    x = det.preprocessor_.transform(digits.x[:16])
+    kw = dict(steps=10, lr=0.05, z_dim=det.model_args_["z_dim"])
+    one = invert_latent(x, det.generator_, det.discriminator_, det.encoder_, "iterative", restarts=1, **kw)
+    four = invert_latent(x, det.generator_, det.discriminator_, det.encoder_, "iterative", restarts=4, **kw)
+    err = lambda r: (x - r.x_hat).abs().flatten(1).mean(1)  # noqa: E731
+    assert torch.all(err(four) <= err(one) + 0.02)  # the first restart is the same start as restarts=1
+    assert err(four).mean() <= err(one).mean()
+
+
+@pytest.mark.parametrize("method", ["encoder", "iterative", "hybrid"])
+def test_scores_do_not_depend_on_batch_grouping(det, digits, method):
+    x = digits.x[:30]
+    steps = 15 if method == "iterative" else None
+    whole = det.score_components(x, method, steps)
+    parts = [det.score_components(x[i:i + 7], method, steps) for i in range(0, 30, 7)]
+    for key in ("d_score", "residual", "feature_residual", "anomaly_score"):
+        joined = np.concatenate([p[key] for p in parts])
+        np.testing.assert_allclose(whole[key], joined, rtol=1e-4, atol=1e-5)
+
+
+def test_calibration_uses_validation_statistics_only():
+    cal = Calibration(val_components={"d_score": [0.0, 2.0], "residual": [1.0, 3.0], "feature_residual": [5.0, 5.0]})
+    s = ScoreConfig(weights={"d_score": 0.0, "residual": 1.0, "feature_residual": 0.0})
+    # residual mean 2, std 1 -> z-score of 4 is 2, whatever else is in the batch
+    assert cal.combine({"d_score": [9.0], "residual": [4.0], "feature_residual": [0.0]}, s)[0] == pytest.approx(2.0)
+    batch = {"d_score": [9.0, 0.0], "residual": [4.0, 100.0], "feature_residual": [0.0, 0.0]}
+    assert cal.combine(batch, s)[0] == pytest.approx(2.0)
+    s.combination, s.lam = "anogan", 0.1
+    assert cal.combine({"d_score": [0.0], "residual": [1.0], "feature_residual": [3.0]}, s)[0] == pytest.approx(1.2)
+
+
+def test_threshold_is_validation_quantile(det):
+    s = det._score_config("encoder")
+    cal = det.calibrate("encoder")
+    val_scores = cal.combine(cal.val_components, s)
+    assert det.threshold("encoder") == pytest.approx(np.quantile(val_scores, 0.95))
+    assert np.mean(val_scores > det.threshold("encoder")) <= 0.05 + 1 / len(val_scores)  # quantised tail
+
+
+def test_sklearn_style_api(det, digits):
+    x = digits.x[:20]
+    scores = det.score_samples(x, "encoder")
+    np.testing.assert_allclose(det.decision_function(x, "encoder"), scores - det.threshold("encoder"))
+    assert set(det.predict(x, "encoder")) <= {0, 1}
+    assert np.array_equal(det.predict(x, "encoder"), (scores > det.threshold("encoder")).astype(int))
+    assert AnoGAN(verbose=True).get_params()["verbose"] is True
+
+
+def test_save_and_load_round_trip(det, digits, tmp_path):
+    det.save(tmp_path / "copy")
+    again = AnoGAN.load(tmp_path / "copy", device="cpu")
+    np.testing.assert_allclose(again.score_samples(digits.x[:10], "encoder"), det.score_samples(digits.x[:10], "encoder"),
+                               rtol=1e-6)
