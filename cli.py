@@ -81,6 +81,12 @@ def _resolve_config(config: Optional[Path], flags: dict, overrides: list[str], b
     return build_config(config, flags=flags, overrides=overrides)
 
 
+def _default_report(name: str) -> Path:
+    """Default destinations live in reports/, created on demand (a user-given --out folder must exist)."""
+    Path("reports").mkdir(exist_ok=True)
+    return Path("reports") / name
+
+
 def _class_flag(text: Optional[str]):
     from anomgan.config import parse_class_list
 
@@ -125,9 +131,7 @@ def train(
                f"in {result.seconds:.1f}s" + (f"; last epoch d_loss={h[-1]['d_loss']:.3f} g_loss={h[-1]['g_loss']:.3f}"
                                                if h else ""))
     if evaluate:
-        report_path = Path("reports") / f"{result.run_dir.name}.csv"
-        if not report_path.parent.is_dir():
-            report_path = result.run_dir / "report.csv"
+        report_path = _default_report(f"{result.run_dir.resolve().name}.csv")
         ev = evaluate_run(result.run_dir, out=report_path, force=True, device=cfg.train.device, verbose=not quiet)
         _print_report(ev.report)
         typer.echo(f"report: {report_path}")
@@ -140,7 +144,7 @@ def score(
     input: Annotated[str, typer.Option(help="Samples: .npy/.npz/.csv/image/image folder or a named source.")],
     method: Method = None,
     steps: Annotated[Optional[int], typer.Option(help="Inversion steps (iterative) or refinement steps (hybrid).")] = None,
-    out: Annotated[Path, typer.Option(help="CSV of per-sample scores.")] = Path("reports/scores.csv"),
+    out: Annotated[Optional[Path], typer.Option(help="CSV of per-sample scores (default reports/scores.csv).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Samples per batch (bounds memory).")] = None,
     num_workers: Annotated[Optional[int], typer.Option(help="DataLoader workers for image folders.")] = None,
     save_reconstructions: Annotated[Optional[Path], typer.Option(
@@ -153,6 +157,7 @@ def score(
     """Score new samples: one CSV row per sample (higher anomaly_score = more anomalous)."""
     from anomgan.runs import score_input
 
+    out = out or _default_report("scores.csv")
     res = score_input(run, input, out, method, steps, batch_size, num_workers, save_reconstructions, top_k, force,
                       device, verbose=not quiet)
     typer.echo(f"scored {res.n} samples in {res.seconds:.1f}s: {res.n_flagged} above the threshold "
@@ -176,8 +181,7 @@ def evaluate(
     """ROC-AUC / average precision on the held-out test split, per component and per anomalous class."""
     from anomgan.runs import evaluate_run
 
-    if out is None:
-        out = Path("reports") / f"{run.name}-{method or 'default'}.csv"
+    out = out or _default_report(f"{run.resolve().name}-{method or 'default'}.csv")
     ev = evaluate_run(run, out, method, steps, data_root, force, device=device, verbose=not quiet)
     _print_report(ev.report)
     typer.echo(f"report: {ev.out} (+ scores, ROC, histogram and reconstruction PNGs beside it)")
@@ -195,8 +199,8 @@ def benchmark(
     seeds: Annotated[str, typer.Option(help="Seeds, e.g. 0,1,2.")] = "0",
     method: Method = None,
     epochs: Annotated[Optional[int], typer.Option(help="GAN epochs per case.")] = None,
-    out: Annotated[Path, typer.Option(help="Cases CSV; <stem>.summary.csv is written beside it.")] = Path(
-        "reports/benchmark.csv"),
+    out: Annotated[Optional[Path], typer.Option(
+        help="Cases CSV (default reports/benchmark.csv); <stem>.summary.csv is written beside it.")] = None,
     runs_dir: Annotated[Optional[Path], typer.Option(help="Where case runs live (default <out stem>.runs/).")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: section.key=value.")] = None,
@@ -213,6 +217,7 @@ def benchmark(
         typer.echo(f"{row['protocol']} normal={row['normal_classes']} seed={row['seed']}: "
                    f"ROC-AUC {row['roc_auc']:.4f} (train {row['train_seconds']:.0f}s)")
 
+    out = out or _default_report("benchmark.csv")
     res = run_benchmark(cfg, protocol, _class_flag(classes), parse_int_list(seeds), out, runs_dir, method,
                         verbose=not quiet, on_case=on_case)
     if res.skipped:

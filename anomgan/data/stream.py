@@ -120,6 +120,8 @@ def _iter_csv(p: Path, pre: Preprocessor, batch_size: int, label_column: str) ->
         reader = pd.read_csv(p, chunksize=batch_size)
         n = 0
         for frame in reader:
+            if len(frame) == 0:
+                continue  # header-only file: reported below as zero rows
             x, y, _ = read_csv_table(frame, str(p), label_column, pre.feature_names)
             yield Chunk(ids=frame.index.to_numpy().astype(str), x=x, labels=None if y is None else y.astype(str))
             n += len(frame)
