@@ -89,6 +89,7 @@ class ScoreConfig:
     threshold_quantile: float = 0.95  # threshold = this quantile of normal-validation anomaly scores
     batch_size: int = 256  # scoring batch size (memory bound)
     num_workers: int = 0  # DataLoader workers when reading image folders
+    amp: bool = False  # bf16 autocast for scoring on CUDA; ignored on CPU
 
 
 @dataclass

@@ -6,6 +6,7 @@ Score direction (PyOD's, used everywhere in anomgan): higher ``anomaly_score`` =
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -264,18 +265,21 @@ class AnoGAN:
     def _components_batch(self, x: torch.Tensor, s: ScoreConfig) -> dict:
         """Components of one preprocessed batch (B, ...) on the model's device -> dict of (B,) arrays + x_hat."""
         x = x.to(self.device_)
-        res = invert_latent(x, self.generator_, self.discriminator_, self.encoder_, s.method, steps=s.steps,
-                            refine_steps=s.refine_steps, lr=s.lr, lam=s.lam, restarts=s.restarts,
-                            norm=s.residual_norm, seed=self.config_.train.seed, z_dim=self.model_args_["z_dim"])
-        with torch.no_grad():
-            d_out, f_x = self.discriminator_.forward_with_features(x)
-            f_hat = self.discriminator_.features(res.x_hat)
-            return {
-                "d_score": (-d_out).float().cpu().numpy(),  # D's verdict that x is NOT real
-                "residual": per_sample_residual(x, res.x_hat, s.residual_norm).float().cpu().numpy(),
-                "feature_residual": per_sample_feature_residual(f_x, f_hat).float().cpu().numpy(),
-                "x_hat": res.x_hat.cpu(),
-            }
+        amp = s.amp and self.device_.type == "cuda"
+        with torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext():
+            res = invert_latent(x, self.generator_, self.discriminator_, self.encoder_, s.method, steps=s.steps,
+                                refine_steps=s.refine_steps, lr=s.lr, lam=s.lam, restarts=s.restarts,
+                                norm=s.residual_norm, seed=self.config_.train.seed, z_dim=self.model_args_["z_dim"])
+            with torch.no_grad():
+                d_out, f_x = self.discriminator_.forward_with_features(x)
+                f_hat = self.discriminator_.features(res.x_hat)
+        x_hat = res.x_hat.float()
+        return {
+            "d_score": (-d_out).float().cpu().numpy(),  # D's verdict that x is NOT real
+            "residual": per_sample_residual(x, x_hat, s.residual_norm).cpu().numpy(),
+            "feature_residual": per_sample_feature_residual(f_x.float(), f_hat.float()).cpu().numpy(),
+            "x_hat": x_hat.cpu(),
+        }
 
     def _components_tensor(self, x: torch.Tensor, s: ScoreConfig, desc: str) -> dict:
         parts = [self._components_batch(x[i:i + s.batch_size], s) for i in range(0, len(x), s.batch_size)]
