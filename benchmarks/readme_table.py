@@ -1,0 +1,91 @@
+"""Regenerate the README's benchmark section from the committed CSVs in reports/benchmarks/.
+
+    python benchmarks/readme_table.py          # rewrites the block between the BENCHMARKS markers
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+B = ROOT / "reports" / "benchmarks"
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.1f}"
+
+
+def one_class_table(path: Path, title: str) -> list[str]:
+    cases = pd.read_csv(path, dtype={"normal_classes": str})
+    g = cases.groupby("normal_classes", sort=False)
+    seeds = sorted(cases.seed.unique())
+    head = "| normal digit | " + " | ".join(str(c) for c in g.groups) + " | **mean** |"
+    lines = [f"**{title}** (ROC-AUC %, one-class protocol, method `{cases.method.iloc[0]}`, "
+             f"seeds {','.join(map(str, seeds))}; mean ± std over seeds)", "", head,
+             "|" + "---|" * (len(g.groups) + 2)]
+    per_seed = cases.groupby("seed").roc_auc.mean()
+    cells = [f"{_pct(m)}" + (f" ± {_pct(s)}" if len(seeds) > 1 else "") for m, s in
+             zip(g.roc_auc.mean(), g.roc_auc.std().fillna(0))]
+    overall = f"**{_pct(per_seed.mean())}**" + (f" ± {_pct(per_seed.std())}" if len(seeds) > 1 else "")
+    lines.append("| anomgan | " + " | ".join(cells) + f" | {overall} |")
+    comps = [("d_score", "d_score_roc_auc"), ("residual", "residual_roc_auc"),
+             ("feature_residual", "feature_residual_roc_auc")]
+    for name, col in comps:
+        lines.append(f"| component: {name} | " + " | ".join(_pct(v) for v in g[col].mean()) +
+                     f" | {_pct(cases[col].mean())} |")
+    lines.append(f"\nTraining time per case: {cases.train_seconds.mean():.0f} s mean "
+                 f"(`{path.relative_to(ROOT)}`).")
+    return lines
+
+
+def peers_lines(path: Path, label: str) -> list[str]:
+    if not path.exists():
+        return []
+    p = pd.read_csv(path)
+    means = p.groupby("method").roc_auc.mean().sort_values(ascending=False)
+    return [f"Peers on the same {label} splits (raw pixels, scikit-learn, seed 0, `{path.relative_to(ROOT)}`): " +
+            ", ".join(f"{m} {_pct(v)}" for m, v in means.items()) + "."]
+
+
+def main() -> None:
+    out: list[str] = []
+    out += one_class_table(B / "digits-one-class.csv", "scikit-learn digits, 2-core CPU")
+    out += [""] + peers_lines(B / "peers-digits.csv", "digits")
+    out += [""] + one_class_table(B / "mnist-one-class.csv", "MNIST, trained on one NVIDIA H100")
+    out += [""] + peers_lines(B / "peers-mnist.csv", "MNIST")
+    sp = pd.read_csv(B / "score_speed.csv")
+    out += ["", "**Scoring speed on the 2-core CPU** (MNIST digit-3 run, 256 balanced test images, "
+            "`reports/benchmarks/score_speed.csv`)", "", "| method | steps | images/s | × iterative | ROC-AUC |",
+            "|---|---|---|---|---|"]
+    out += [f"| {r.method} | {r.steps} | {r.images_per_s:.1f} | {r.speedup_vs_iterative:.0f} | {_pct(r.roc_auc)} |"
+            for r in sp.itertuples()]
+    gpu = B / "gpu_throughput.csv"
+    if gpu.exists():
+        g = pd.read_csv(gpu)
+        out += ["", f"**GPU throughput** ({g.device.iloc[0]}, torch {g.torch.iloc[0]}, MNIST 32×32, "
+                "`reports/benchmarks/gpu_throughput.csv`)", "", "| stage | method | steps | fp32 images/s | bf16 images/s |",
+                "|---|---|---|---|---|"]
+        for (stage, method), grp in g.groupby(["stage", "method"], sort=False):
+            f32 = grp[~grp.amp].images_per_s.iloc[0]
+            b16 = grp[grp.amp].images_per_s.iloc[0]
+            steps = grp.steps.iloc[0]
+            out.append(f"| {stage} | {method} | {'' if pd.isna(steps) else int(steps)} | {f32:,.0f} | {b16:,.0f} |")
+    mem = B / "stream_memory.csv"
+    if mem.exists():
+        m = pd.read_csv(mem)
+        out += ["", "**Streaming `score` peak memory** (2-core CPU, `reports/benchmarks/stream_memory.csv`)", "",
+                "| input | samples | peak RSS MiB | samples/s |", "|---|---|---|---|"]
+        out += [f"| {r.input} | {r.n:,} | {r.peak_rss_mib:.0f} | {r.samples_per_s:,.0f} |" for r in m.itertuples()]
+    block = "\n".join(out)
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    new = re.sub(r"<!-- BENCHMARKS -->.*<!-- /BENCHMARKS -->",
+                 lambda _: f"<!-- BENCHMARKS -->\n{block}\n<!-- /BENCHMARKS -->", text, flags=re.S)
+    readme.write_text(new)
+
+
+if __name__ == "__main__":
+    main()
