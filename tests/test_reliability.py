@@ -190,3 +190,17 @@ def test_sigint_saves_and_exits_cleanly(tmp_path):
     assert proc.returncode == 130
     assert "Interrupted" in err and "--resume" in err and "Traceback" not in err
     assert load_checkpoint(run / "checkpoint.pt")["epoch"] >= 2
+
+
+def test_score_killed_midway_leaves_no_output(trained_run, tmp_path, digits):
+    np.save(tmp_path / "many.npy", np.tile(digits.x[:, 0], (4, 1, 1)))
+    out = tmp_path / "scores.csv"
+    proc = _cli("score", "--run", trained_run, "--input", tmp_path / "many.npy", "--out", out, "--method",
+                "iterative", "--steps", "200", "--batch-size", "16", "--quiet", "--device", "cpu")
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(p.stat().st_size > 0 for p in tmp_path.glob(".scores.csv.*.tmp")):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # mid-way: some rows already streamed to the temporary file
+    proc.wait()
+    assert not out.exists()
