@@ -68,13 +68,11 @@ class _ConvTrunk(nn.Module):
         return self.body(x).flatten(1)
 
 
-class ConvDiscriminator(nn.Module):
-    """x (B, C, S, S) -> logit (B,); ``features(x)`` -> (B, F)."""
+class _Discriminator(nn.Module):
+    """The D interface: ``features(x)`` -> f(x) (B, F) from ``trunk``; ``forward(x)`` -> logit (B,) from ``head``."""
 
-    def __init__(self, channels: int, image_size: int, width: int, spectral_norm: bool = True):
-        super().__init__()
-        self.trunk = _ConvTrunk(channels, image_size, width, spectral_norm)
-        self.head = _maybe_sn(nn.Linear(self.trunk.out_dim, 1), spectral_norm)
+    trunk: nn.Module
+    head: nn.Module
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x)
@@ -85,6 +83,15 @@ class ConvDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with_features(x)[0]
+
+
+class ConvDiscriminator(_Discriminator):
+    """x (B, C, S, S) -> logit (B,); ``features(x)`` -> (B, F)."""
+
+    def __init__(self, channels: int, image_size: int, width: int, spectral_norm: bool = True):
+        super().__init__()
+        self.trunk = _ConvTrunk(channels, image_size, width, spectral_norm)
+        self.head = _maybe_sn(nn.Linear(self.trunk.out_dim, 1), spectral_norm)
 
 
 class ConvEncoder(nn.Module):
@@ -123,23 +130,13 @@ class MLPGenerator(nn.Module):
         return self.out(self.body(z))
 
 
-class MLPDiscriminator(nn.Module):
+class MLPDiscriminator(_Discriminator):
     """x (B, D) -> logit (B,); ``features(x)`` -> (B, width)."""
 
     def __init__(self, n_features: int, width: int, depth: int, spectral_norm: bool = True):
         super().__init__()
-        self.body = _mlp(n_features, width, depth, nn.LeakyReLU(0.2, True), sn=spectral_norm)
+        self.trunk = _mlp(n_features, width, depth, nn.LeakyReLU(0.2, True), sn=spectral_norm)
         self.head = _maybe_sn(nn.Linear(width, 1), spectral_norm)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.body(x)
-        return self.head(f).squeeze(1), f
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_with_features(x)[0]
 
 
 class MLPEncoder(nn.Module):
