@@ -132,7 +132,7 @@ def train(
                                                if h else ""))
     if evaluate:
         report_path = _default_report(f"{result.run_dir.resolve().name}.csv")
-        ev = evaluate_run(result.run_dir, out=report_path, force=True, device=cfg.train.device, verbose=not quiet)
+        ev = evaluate_run(result.run_dir, out=report_path, force=force, device=cfg.train.device, verbose=not quiet)
         _print_report(ev.report)
         typer.echo(f"report: {report_path}")
 

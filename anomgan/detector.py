@@ -168,7 +168,7 @@ class AnoGAN:
         self.encoder_ = encoder.eval().requires_grad_(False)
         self.calibration_x_ = x_val
         self.history_ = history
-        self.calibrations_: dict = getattr(self, "calibrations_", {})
+        self.calibrations_: dict = {}  # per inversion setting; a refit must not reuse the old model's
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:

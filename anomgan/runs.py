@@ -23,7 +23,7 @@ from anomgan.data.splits import Splits, make_splits
 from anomgan.data.stream import count_input, iter_input
 from anomgan.detector import AnoGAN
 from anomgan.distributed import barrier
-from anomgan.errors import DataError, OutputError
+from anomgan.errors import ConfigError, DataError, OutputError
 from anomgan.evaluation.metrics import SCORE_COLUMNS, evaluate_scores
 from anomgan.io import atomic_path, atomic_write, atomic_write_text, check_output
 from anomgan.training.checkpoint import CHECKPOINT
@@ -136,7 +136,7 @@ def score_input(run: Path, input_path: str, out: Path, method: Optional[str] = N
     cfg = det.config_
     bs = batch_size or cfg.score.batch_size
     if bs < 1:
-        raise OutputError(f"--batch-size must be >= 1, got {bs}")
+        raise ConfigError(f"--batch-size must be >= 1, got {bs}")
     if save_reconstructions is not None and det.preprocessor_.kind != "image":
         raise OutputError("--save-reconstructions applies to image runs only")
     chunks = iter_input(input_path, det.preprocessor_, bs, cfg.score.num_workers if num_workers is None else num_workers,

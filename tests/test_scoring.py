@@ -89,3 +89,13 @@ def test_save_and_load_round_trip(det, digits, tmp_path):
     again = AnoGAN.load(tmp_path / "copy", device="cpu")
     np.testing.assert_allclose(again.score_samples(digits.x[:10], "encoder"), det.score_samples(digits.x[:10], "encoder"),
                                rtol=1e-6)
+
+
+def test_refit_drops_the_previous_calibration(digits):
+    from conftest import tiny_config
+
+    det = AnoGAN(tiny_config(train__epochs=1, encoder__epochs=1)).fit(digits.x[digits.y == "0"])
+    first = det.threshold("encoder")
+    det.set_params(config=tiny_config(train__epochs=1, encoder__epochs=1, train__seed=7))
+    det.fit(digits.x[digits.y == "0"])
+    assert det.threshold("encoder") != first
