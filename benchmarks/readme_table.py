@@ -55,6 +55,15 @@ def main() -> None:
     out += one_class_table(B / "digits-one-class.csv", "scikit-learn digits, 2-core CPU")
     out += [""] + peers_lines(B / "peers-digits.csv", "digits")
     out += [""] + one_class_table(B / "mnist-one-class.csv", "MNIST, trained on one NVIDIA H100")
+    cpu = B / "mnist3-cpu-evaluate.csv"
+    if cpu.exists():
+        import json
+
+        ev = pd.read_csv(cpu)
+        auc = ev[(ev.anomalous_class == "all") & (ev.component == "anomaly_score")].roc_auc.iloc[0]
+        secs = json.loads((B / "mnist3-cpu-run.json").read_text())["train_seconds"]
+        out += ["", f"Same config on the 2-core CPU, digit 3, seed 0: ROC-AUC {_pct(auc)}, training {secs:.1f} s "
+                "(`reports/benchmarks/mnist3-cpu-*`; samples in `mnist3-cpu-samples.png`)."]
     out += [""] + peers_lines(B / "peers-mnist.csv", "MNIST")
     sp = pd.read_csv(B / "score_speed.csv")
     out += ["", "**Scoring speed on the 2-core CPU** (MNIST digit-3 run, 256 balanced test images, "
