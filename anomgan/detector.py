@@ -267,11 +267,13 @@ class AnoGAN:
         x = x.to(self.device_)
         amp = s.amp and self.device_.type == "cuda"
         with torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext():
+            with torch.no_grad():
+                d_out, f_x = self.discriminator_.forward_with_features(x)  # one D pass serves d_score and inversion
             res = invert_latent(x, self.generator_, self.discriminator_, self.encoder_, s.method, steps=s.steps,
                                 refine_steps=s.refine_steps, lr=s.lr, lam=s.lam, restarts=s.restarts,
-                                norm=s.residual_norm, seed=self.config_.train.seed, z_dim=self.model_args_["z_dim"])
+                                norm=s.residual_norm, seed=self.config_.train.seed, z_dim=self.model_args_["z_dim"],
+                                f_x=f_x)
             with torch.no_grad():
-                d_out, f_x = self.discriminator_.forward_with_features(x)
                 f_hat = self.discriminator_.features(res.x_hat)
         x_hat = res.x_hat.float()
         return {

@@ -73,14 +73,18 @@ def starting_points(restarts: int, z_dim: int, seed: int, device: torch.device) 
 def invert_latent(x: torch.Tensor, generator: nn.Module, discriminator: nn.Module, encoder: Optional[nn.Module],
                   method: str, steps: int = 500, refine_steps: int = 10, lr: float = 0.05, lam: float = 0.1,
                   restarts: int = 1, norm: str = "l1", seed: int = 0, z_dim: Optional[int] = None,
-                  keep_trace: bool = False) -> InversionResult:
-    """Invert a batch ``x`` (B, ...) by ``method``: encoder (f-AnoGAN), iterative (AnoGAN) or hybrid."""
-    with torch.no_grad():
-        f_x = discriminator.features(x)
+                  keep_trace: bool = False, f_x: Optional[torch.Tensor] = None) -> InversionResult:
+    """Invert a batch ``x`` (B, ...) by ``method``: encoder (f-AnoGAN), iterative (AnoGAN) or hybrid.
+
+    ``f_x``: D's features of ``x`` when the caller already has them (they are not recomputed).
+    """
     if method == "encoder":
         with torch.no_grad():
             z = encoder(x)
             return InversionResult(z=z, x_hat=generator(z))
+    if f_x is None:
+        with torch.no_grad():
+            f_x = discriminator.features(x)
     if method == "hybrid":
         with torch.no_grad():
             z0 = encoder(x)
