@@ -256,7 +256,7 @@ class AnoGAN:
         s = self._score_config(method, steps)
         key = calibration_key(s)
         if key not in self.calibrations_:
-            comps = self._components_tensor(self.calibration_x_, s, "calibrate")
+            comps = self._components_tensor(self.calibration_x_, s)
             self.calibrations_[key] = Calibration(val_components={c: comps[c].tolist() for c in COMPONENTS})
             if self.run_dir is not None and Path(self.run_dir).is_dir():
                 self._save_calibrations(Path(self.run_dir))
@@ -283,7 +283,7 @@ class AnoGAN:
             "x_hat": x_hat.cpu(),
         }
 
-    def _components_tensor(self, x: torch.Tensor, s: ScoreConfig, desc: str) -> dict:
+    def _components_tensor(self, x: torch.Tensor, s: ScoreConfig) -> dict:
         parts = [self._components_batch(x[i:i + s.batch_size], s) for i in range(0, len(x), s.batch_size)]
         return {c: np.concatenate([p[c] for p in parts]) for c in COMPONENTS}
 
