@@ -60,6 +60,7 @@ class TrainConfig:
     betas: Optional[list] = None  # Adam betas; None = per loss family (0.5, 0.999), WGAN-GP (0.0, 0.9)
     n_critic: int = 1  # D steps per G step (5 is usual for WGAN-GP)
     gp_weight: float = 10.0  # gradient-penalty weight for wgan-gp
+    gp_every: int = 1  # lazy regularisation: penalty on every k-th D step, weighted k * gp_weight
     ema_decay: float = 0.999  # EMA of G weights used for sampling and scoring; 0 disables
     augment: bool = False  # DiffAugment-style translation+cutout on D inputs (small data sets)
     sample_every: int = 5  # save a sample grid every N epochs (and at the end)
@@ -249,6 +250,7 @@ def validate(cfg: Config) -> Config:
     )
     need(t.n_critic >= 1, "train.n_critic", "at least 1", t.n_critic)
     need(t.gp_weight >= 0, "train.gp_weight", "must be >= 0", t.gp_weight)
+    need(t.gp_every >= 1, "train.gp_every", "at least 1", t.gp_every)
     need(0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1)", t.ema_decay)
     need(t.sample_every >= 1, "train.sample_every", "at least 1", t.sample_every)
     need(t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:"), "train.device", "auto, cpu or cuda", t.device)

@@ -256,14 +256,15 @@ class AnoGAN:
         s = self._score_config(method, steps)
         key = calibration_key(s)
         if key not in self.calibrations_:
-            comps = self._components_tensor(self.calibration_x_, s)
+            comps = self._components(self.calibration_x_, s, s.batch_size)
             self.calibrations_[key] = Calibration(val_components={c: comps[c].tolist() for c in COMPONENTS})
             if self.run_dir is not None and Path(self.run_dir).is_dir():
                 self._save_calibrations(Path(self.run_dir))
         return self.calibrations_[key]
 
-    def _components_batch(self, x: torch.Tensor, s: ScoreConfig) -> dict:
-        """Components of one preprocessed batch (B, ...) on the model's device -> dict of (B,) arrays + x_hat."""
+    def _components_batch(self, x: torch.Tensor, s: ScoreConfig, keep_reconstructions: bool = False) -> dict:
+        """Components of one preprocessed batch (B, ...) on the model's device -> dict of (B,) arrays
+        (+ ``x_hat`` on the CPU when asked)."""
         x = x.to(self.device_)
         amp = s.amp and self.device_.type == "cuda"
         with torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext():
@@ -276,16 +277,27 @@ class AnoGAN:
             with torch.no_grad():
                 f_hat = self.discriminator_.features(res.x_hat)
         x_hat = res.x_hat.float()
-        return {
+        out = {
             "d_score": (-d_out).float().cpu().numpy(),  # D's verdict that x is NOT real
             "residual": per_sample_residual(x, x_hat, s.residual_norm).cpu().numpy(),
             "feature_residual": per_sample_feature_residual(f_x.float(), f_hat.float()).cpu().numpy(),
-            "x_hat": x_hat.cpu(),
         }
+        if keep_reconstructions:
+            out["x_hat"] = x_hat.cpu()
+        return out
 
-    def _components_tensor(self, x: torch.Tensor, s: ScoreConfig) -> dict:
-        parts = [self._components_batch(x[i:i + s.batch_size], s) for i in range(0, len(x), s.batch_size)]
-        return {c: np.concatenate([p[c] for p in parts]) for c in COMPONENTS}
+    def _components(self, x: torch.Tensor, s: ScoreConfig, batch_size: int, keep_reconstructions: bool = False,
+                    bar: Optional[ProgressBar] = None) -> dict:
+        """Components of a preprocessed tensor, ``batch_size`` samples at a time -> dict of (N,) arrays."""
+        parts = []
+        for i in range(0, len(x), batch_size):
+            parts.append(self._components_batch(x[i:i + batch_size], s, keep_reconstructions))
+            if bar is not None:
+                bar.update(len(x[i:i + batch_size]))
+        out = {c: np.concatenate([p[c] for p in parts]) for c in COMPONENTS}
+        if keep_reconstructions:
+            out["x_hat"] = torch.cat([p["x_hat"] for p in parts])
+        return out
 
     def iter_scores(self, batches: Iterable[np.ndarray], method: Optional[str] = None, steps: Optional[int] = None,
                     total: Optional[int] = None, keep_reconstructions: bool = False,
@@ -303,16 +315,12 @@ class AnoGAN:
         with ProgressBar(f"score ({s.method})", total, enabled=self.verbose) as bar:
             for raw in batches:
                 x = self.preprocessor_.transform(np.asarray(raw, dtype=np.float32))
-                parts = []
-                for i in range(0, len(x), bs):
-                    parts.append(self._components_batch(x[i:i + bs], s))
-                    bar.update(len(x[i:i + bs]))
-                out = {c: np.concatenate([p[c] for p in parts]) for c in COMPONENTS}
+                out = self._components(x, s, bs, keep_reconstructions, bar)
                 out["anomaly_score"] = cal.combine(out, s)
                 out["threshold"] = np.full(len(x), threshold)
                 out["is_anomaly"] = (out["anomaly_score"] > threshold).astype(np.int64)
                 if keep_reconstructions:
-                    out["x"], out["x_hat"] = x, torch.cat([p["x_hat"] for p in parts])
+                    out["x"] = x
                 yield out
 
     def score_components(self, X: np.ndarray, method: Optional[str] = None, steps: Optional[int] = None,

@@ -1,12 +1,15 @@
-"""Peer baselines on the same one-class splits as anomgan (scikit-learn: kNN, IsolationForest, OC-SVM, PCA).
+"""Peer baselines on the same one-class splits as anomgan: scikit-learn (kNN, IsolationForest, OC-SVM, PCA)
+and, with ``--pyod`` and the optional ``peers`` extra (``pip install -e ".[peers]"``), PyOD's deep detectors
+with their default settings (AutoEncoder, DeepSVDD, and PyOD's AnoGAN where ``--pyod-anogan`` asks for it:
+it needs minutes per class).
 
-    python benchmarks/peers.py --data digits --out reports/benchmarks/peers-digits.csv
-    python benchmarks/peers.py --data mnist --data-root ../shared/data --max-train 2000 \
+    python benchmarks/peers.py --data digits --pyod --pyod-anogan --out reports/benchmarks/peers-digits.csv
+    python benchmarks/peers.py --data mnist --data-root ../shared/data --max-train 2000 --pyod \
         --out reports/benchmarks/peers-mnist.csv
 
 Raw pixels in [0,1], flattened; splits come from anomgan's own split code with the same seed and
 config, so the test samples are exactly those anomgan is evaluated on. Higher score = more anomalous.
-PyOD's detectors are not run here (PyOD is not a dependency of this project).
+PyOD is an optional extra, used only here: the library itself never imports it.
 """
 
 from __future__ import annotations
@@ -45,7 +48,29 @@ def pca(train, test):
     return ((test - model.inverse_transform(model.transform(test))) ** 2).sum(1)
 
 
+def _pyod_peer(name: str):
+    """A PyOD detector with PyOD's defaults (fixed seeds where PyOD takes one); score = decision_function."""
+    def run(train, test):
+        try:
+            import torch
+
+            from pyod.models.anogan import AnoGAN
+            from pyod.models.auto_encoder import AutoEncoder
+            from pyod.models.deep_svdd import DeepSVDD
+        except ImportError as exc:
+            raise SystemExit(f"--pyod needs PyOD: pip install -e '.[peers]' ({exc})") from None
+        torch.manual_seed(0)
+        model = {"pyod_autoencoder": lambda: AutoEncoder(verbose=0, random_state=0),
+                 "pyod_deepsvdd": lambda: DeepSVDD(n_features=train.shape[1], verbose=0, random_state=0),
+                 "pyod_anogan": lambda: AnoGAN(verbose=0)}[name]()
+        model.fit(train)
+        return model.decision_function(test)
+
+    return run
+
+
 PEERS = {"knn": knn, "isolation_forest": iforest, "ocsvm": ocsvm, "pca": pca}
+PYOD_PEERS = {name: _pyod_peer(name) for name in ("pyod_autoencoder", "pyod_deepsvdd")}
 
 
 def main() -> None:
@@ -56,8 +81,15 @@ def main() -> None:
     ap.add_argument("--classes", default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-train", type=int, default=None, help="cap normal-train (OC-SVM is quadratic)")
+    ap.add_argument("--pyod", action="store_true", help="also run PyOD's AutoEncoder and DeepSVDD")
+    ap.add_argument("--pyod-anogan", action="store_true", help="also run PyOD's AnoGAN (slow)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
+    peers = dict(PEERS)
+    if args.pyod:
+        peers.update(PYOD_PEERS)
+    if args.pyod_anogan:
+        peers["pyod_anogan"] = _pyod_peer("pyod_anogan")
     cfg_path = args.config or f"configs/{'digits' if args.data == 'digits' else args.data}.yaml"
     flags = {"data.source": args.data, "data.root": args.data_root, "train.seed": args.seed,
              "data.max_train": args.max_train}
@@ -71,7 +103,7 @@ def main() -> None:
         train = ds.x[sp.train].reshape(len(sp.train), -1)
         test = ds.x[sp.test].reshape(len(sp.test), -1)
         target = sp.test_targets(ds)
-        for name, fn in PEERS.items():
+        for name, fn in peers.items():
             start = time.perf_counter()
             score = fn(train, test)
             rows.append({"dataset": ds.name, "normal_classes": c, "seed": args.seed, "method": name,

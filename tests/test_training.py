@@ -120,3 +120,43 @@ def test_diff_augment_keeps_shape_and_changes_content():
     x = torch.rand(6, 1, 8, 8) * 2 - 1
     y = diff_augment(x, torch.Generator().manual_seed(0))
     assert y.shape == x.shape and not torch.equal(x, y)
+
+
+def test_lazy_gradient_penalty_runs_on_every_kth_critic_step(digits, monkeypatch):
+    calls = []
+    real_gp = losses.gradient_penalty
+
+    def counting_gp(*args, **kwargs):
+        calls.append(1)
+        return real_gp(*args, **kwargs)
+
+    monkeypatch.setattr(losses, "gradient_penalty", counting_gp)
+    x = digits.x[digits.y == "0"]
+    # 1 epoch, batch 32 over ~160 training images -> a known number of critic steps
+    cfg = tiny_config(train__loss="wgan-gp", train__n_critic=2, train__epochs=1, encoder__epochs=0)
+    AnoGAN(cfg).fit(x)
+    every_step = len(calls)
+    calls.clear()
+    cfg = tiny_config(train__loss="wgan-gp", train__n_critic=2, train__epochs=1, encoder__epochs=0,
+                      train__gp_every=3)
+    det = AnoGAN(cfg).fit(x)
+    assert every_step >= 6
+    assert len(calls) == math.ceil(every_step / 3)  # critic steps 0, 3, 6, ...
+    assert all(math.isfinite(r["d_loss"]) for r in det.history_ if r["phase"] == "gan")
+
+
+def test_channels_last_models_match_contiguous_inputs():
+    from anomgan.models import build_models
+
+    torch.manual_seed(0)
+    g, d, e = build_models({"kind": "image", "z_dim": 4, "width": 4, "depth": 2, "spectral_norm": True,
+                            "channels": 1, "image_size": 8})
+    d.eval()
+    x = torch.rand(3, 1, 8, 8)
+    out_a, f_a = d.forward_with_features(x)
+    out_b, f_b = d.forward_with_features(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(out_a, out_b) and torch.allclose(f_a, f_b)
+    # features keep the logical (C, H, W) order whatever the layout: the first map's first row comes first
+    trunk_maps = d.trunk.body(x)
+    assert torch.allclose(f_a[:, :trunk_maps.shape[-1]], trunk_maps[:, 0, 0])
+    assert g(torch.randn(2, 4)).shape == (2, 1, 8, 8)

@@ -190,7 +190,7 @@ class Trainer:
             real = self.x_train[idx]
             b = real.shape[0]
             # --- discriminator step(s): fake.detach() keeps G out of D's graph
-            for _ in range(t.n_critic):
+            for k in range(t.n_critic):
                 z = torch.randn(b, z_dim, device=self.device, generator=self.rng)
                 with self._autocast():
                     with torch.no_grad():
@@ -198,8 +198,11 @@ class Trainer:
                     out = D(torch.cat([self._augment(real), self._augment(fake.detach())]))
                     out_real, out_fake = out[:b].float(), out[b:].float()
                     d_loss = losses.d_loss(t.loss, out_real, out_fake)
-                if t.loss == "wgan-gp" and t.gp_weight > 0:
-                    d_loss = d_loss + t.gp_weight * losses.gradient_penalty(D, real, fake.float(), self.rng)
+                d_step = self.state.step * t.n_critic + k  # global D step: resumes where it stopped
+                if t.loss == "wgan-gp" and t.gp_weight > 0 and d_step % t.gp_every == 0:
+                    # lazy regularisation (Karras et al. 2020): same expected penalty at 1/gp_every of the cost
+                    gp = losses.gradient_penalty(D, real, fake.float(), self.rng)
+                    d_loss = d_loss + t.gp_weight * t.gp_every * gp
                 self._check_finite(epoch, i, d_loss=d_loss)
                 self.opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
