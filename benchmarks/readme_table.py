@@ -46,15 +46,21 @@ def peers_lines(path: Path, label: str) -> list[str]:
         return []
     p = pd.read_csv(path)
     means = p.groupby("method").roc_auc.mean().sort_values(ascending=False)
-    return [f"Peers on the same {label} splits (raw pixels, scikit-learn, seed 0, `{path.relative_to(ROOT)}`): " +
-            ", ".join(f"{m} {_pct(v)}" for m, v in means.items()) + "."]
+    libs = "scikit-learn and PyOD 3.6.7 defaults" if p.method.str.startswith("pyod").any() else "scikit-learn"
+    n = int(p.n_train.max())
+    return [f"Peers on the same {label} splits (raw pixels, {libs}, seed 0, up to {n:,} training images, "
+            f"`{path.relative_to(ROOT)}`): " + ", ".join(f"{m} {_pct(v)}" for m, v in means.items()) + "."]
 
 
 def main() -> None:
     out: list[str] = []
     out += one_class_table(B / "digits-one-class.csv", "scikit-learn digits, 2-core CPU")
     out += [""] + peers_lines(B / "peers-digits.csv", "digits")
-    out += [""] + one_class_table(B / "mnist-one-class.csv", "MNIST, trained on one NVIDIA H100")
+    mnist_cpu = B / "mnist-cpu-one-class.csv"
+    if mnist_cpu.exists():
+        out += [""] + one_class_table(mnist_cpu, "MNIST, `configs/mnist.yaml` (WGAN-GP, encoder), 2-core CPU")
+    out += [""] + one_class_table(B / "mnist-one-class.csv",
+                                  "MNIST, `configs/mnist-ns.yaml` (the previous default: NS, hybrid), one NVIDIA H100")
     cpu = B / "mnist3-cpu-evaluate.csv"
     if cpu.exists():
         import json
@@ -62,8 +68,8 @@ def main() -> None:
         ev = pd.read_csv(cpu)
         auc = ev[(ev.anomalous_class == "all") & (ev.component == "anomaly_score")].roc_auc.iloc[0]
         secs = json.loads((B / "mnist3-cpu-run.json").read_text())["train_seconds"]
-        out += ["", f"Same config on the 2-core CPU, digit 3, seed 0: ROC-AUC {_pct(auc)}, training {secs:.1f} s "
-                "(`reports/benchmarks/mnist3-cpu-*`; samples in `mnist3-cpu-samples.png`)."]
+        out += ["", f"`configs/mnist-ns.yaml` on the 2-core CPU, digit 3, seed 0: ROC-AUC {_pct(auc)}, training "
+                f"{secs:.1f} s (`reports/benchmarks/mnist3-cpu-*`; samples in `mnist3-cpu-samples.png`)."]
     out += [""] + peers_lines(B / "peers-mnist.csv", "MNIST")
     sp = pd.read_csv(B / "score_speed.csv")
     out += ["", "**Scoring speed on the 2-core CPU** (MNIST digit-3 run, 256 balanced test images, "

@@ -31,6 +31,7 @@ def test_unknown_keys_are_rejected_with_their_name(tmp_path, text, key):
     ("train.lr_d=-1", "train.lr_d"),
     ("train.epochs=0", "train.epochs"),
     ("train.loss=wgan", "train.loss"),
+    ("train.gp_every=0", "train.gp_every"),
     ("score.method=magic", "score.method"),
     ("score.threshold_quantile=1.5", "score.threshold_quantile"),
     ("data.image_size=28", "data.image_size"),
