@@ -112,6 +112,10 @@ def main() -> None:
                          "seconds": time.perf_counter() - start, "n_train": len(train)})
             print(f"{c} {name:17s} AUC {rows[-1]['roc_auc']:.4f}", flush=True)
     frame = pd.DataFrame(rows)
+    if args.pyod or args.pyod_anogan:
+        import pyod
+
+        frame["pyod_version"] = frame.method.str.startswith("pyod").map({True: pyod.__version__, False: None})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(args.out, index=False)
     print(frame.groupby("method")["roc_auc"].mean().to_string())

@@ -23,13 +23,15 @@ def one_class_table(path: Path, title: str) -> list[str]:
     g = cases.groupby("normal_classes", sort=False)
     seeds = sorted(cases.seed.unique())
     head = "| normal digit | " + " | ".join(str(c) for c in g.groups) + " | **mean** |"
-    lines = [f"**{title}** (ROC-AUC %, one-class protocol, method `{cases.method.iloc[0]}`, "
-             f"seeds {','.join(map(str, seeds))}; mean ± std over seeds)", "", head,
+    seed_text = (f"seeds {','.join(map(str, seeds))}; mean ± std over seeds" if len(seeds) > 1
+                 else f"seed {seeds[0]}")
+    lines = [f"**{title}** (ROC-AUC %, one-class protocol, method `{cases.method.iloc[0]}`, {seed_text}; "
+             "the mean to two decimals)", "", head,
              "|" + "---|" * (len(g.groups) + 2)]
     per_seed = cases.groupby("seed").roc_auc.mean()
     cells = [f"{_pct(m)}" + (f" ± {_pct(s)}" if len(seeds) > 1 else "") for m, s in
              zip(g.roc_auc.mean(), g.roc_auc.std().fillna(0))]
-    overall = f"**{_pct(per_seed.mean())}**" + (f" ± {_pct(per_seed.std())}" if len(seeds) > 1 else "")
+    overall = f"**{100 * per_seed.mean():.2f}**" + (f" ± {_pct(per_seed.std())}" if len(seeds) > 1 else "")
     lines.append("| anomgan | " + " | ".join(cells) + f" | {overall} |")
     comps = [("d_score", "d_score_roc_auc"), ("residual", "residual_roc_auc"),
              ("feature_residual", "feature_residual_roc_auc")]
@@ -46,7 +48,9 @@ def peers_lines(path: Path, label: str) -> list[str]:
         return []
     p = pd.read_csv(path)
     means = p.groupby("method").roc_auc.mean().sort_values(ascending=False)
-    libs = "scikit-learn and PyOD 3.6.7 defaults" if p.method.str.startswith("pyod").any() else "scikit-learn"
+    libs = "scikit-learn"
+    if "pyod_version" in p and p.pyod_version.notna().any():
+        libs = f"scikit-learn and PyOD {p.pyod_version.dropna().iloc[0]} defaults"
     n = int(p.n_train.max())
     return [f"Peers on the same {label} splits (raw pixels, {libs}, seed 0, up to {n:,} training images, "
             f"`{path.relative_to(ROOT)}`): " + ", ".join(f"{m} {_pct(v)}" for m, v in means.items()) + "."]
