@@ -1,6 +1,6 @@
 """Scoring-side levers without retraining: inversion method and combination weights, on finished runs.
 
-    python benchmarks/weights.py --runs reports/benchmarks/levers-digits.work/default.runs \
+    python benchmarks/weights.py --runs reports/benchmarks/levers-digits.work/wgan-gp.runs \
         --config configs/digits.yaml --out reports/benchmarks/weights-digits.csv
 
 Loads every case run of a one-class benchmark, scores its test split once per method, and recomputes
