@@ -22,6 +22,7 @@ from anomgan.io import atomic_write_text
 from anomgan.progress import ProgressBar
 from anomgan.scoring.calibration import Calibration, calibration_key
 from anomgan.scoring.inversion import invert_latent, per_sample_feature_residual, per_sample_residual
+from anomgan.scoring.memory import bank_indices, knn_distance
 from anomgan.training.checkpoint import CHECKPOINT, load_checkpoint
 from anomgan.training.trainer import Trainer, build_seeded_models, dist_info, sample_grid
 
@@ -127,7 +128,9 @@ class AnoGAN:
         if ckpt is not None and ckpt["model_args"] != model_args:
             raise RunError(f"{run_dir}: checkpoint was trained with model {ckpt['model_args']}, the config asks for "
                            f"{model_args}; use the run's own config or --force to restart")
-        extra = lambda: {"preprocessor": pre.to_dict(), "calibration_x": x_val.cpu()}  # noqa: E731
+        self.feature_bank_ = None  # a refit must not checkpoint the previous model's bank
+        extra = lambda: {"preprocessor": pre.to_dict(), "calibration_x": x_val.cpu(),  # noqa: E731
+                         **self._bank_state()}
         trainer = Trainer(cfg, model_args, x_train, device, run_dir, self.verbose,
                           on_epoch=self._sample_callback(pre), extra_state=extra)
         if ckpt is not None:
@@ -138,6 +141,7 @@ class AnoGAN:
                     x_val.cpu(), trainer.state.history, device)
         self.train_seconds_ = time.perf_counter() - start
         if trainer.rank == 0:
+            self.feature_bank_ = self._feature_bank(x_train)
             self.calibrate()
             if run_dir is not None:
                 if pre.kind == "image":
@@ -168,6 +172,7 @@ class AnoGAN:
         self.encoder_ = encoder.eval().requires_grad_(False)
         self.calibration_x_ = x_val
         self.history_ = history
+        self.feature_bank_: Optional[torch.Tensor] = None  # D features of normal-training samples (feature_knn)
         self.calibrations_: dict = {}  # per inversion setting; a refit must not reuse the old model's
 
     # ------------------------------------------------------------------ persistence
@@ -184,7 +189,7 @@ class AnoGAN:
             "history": self.history_, "generator": self.generator_.state_dict(),
             "generator_ema": self.generator_.state_dict(), "discriminator": self.discriminator_.state_dict(),
             "encoder": self.encoder_.state_dict(), "preprocessor": self.preprocessor_.to_dict(),
-            "calibration_x": self.calibration_x_,
+            "calibration_x": self.calibration_x_, **self._bank_state(),
         }, path / CHECKPOINT)
         save_config(self.config_, path / "config.yaml")
         self._save_calibrations(path)
@@ -215,8 +220,41 @@ class AnoGAN:
         det = cls(config=cfg, run_dir=run_dir, verbose=verbose)
         det._adopt(cfg, pre, ckpt["model_args"], generator.to(dev), discriminator.to(dev), encoder.to(dev),
                    ckpt["calibration_x"], ckpt["history"], dev)
+        bank = ckpt.get("feature_bank")  # absent in runs trained before feature_knn existed
+        if isinstance(bank, torch.Tensor) and bank.ndim == 2 and len(bank):
+            det.feature_bank_ = bank.to(dev, torch.float32)
         det.calibrations_ = det._load_calibrations(run_dir)
         return det
+
+    # ------------------------------------------------------------------ feature bank (feature_knn)
+    def _feature_bank(self, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """D features of up to ``score.bank_size`` preprocessed normal-training samples (None if size 0)."""
+        s = self.config_.score
+        if s.bank_size == 0:
+            return None
+        idx = bank_indices(len(x), s.bank_size, self.config_.train.seed)
+        parts = []
+        with torch.no_grad():
+            for i in range(0, len(idx), s.batch_size):
+                parts.append(self.discriminator_.features(x[idx[i:i + s.batch_size]].to(self.device_)).float())
+        return torch.cat(parts)
+
+    def _bank_state(self) -> dict:
+        bank = getattr(self, "feature_bank_", None)
+        if bank is None:
+            return {}
+        # half precision halves the run's size; kept in float32 if a feature would overflow it
+        small = bank.abs().max().item() < 6e4
+        return {"feature_bank": (bank.half() if small else bank).cpu()}
+
+    def fit_feature_bank(self, X: np.ndarray) -> "AnoGAN":
+        """(Re)build the ``feature_knn`` memory bank from normal training samples ``X`` (source units), e.g.
+        for a run trained before the bank existed. Cached calibrations are dropped; ``save`` keeps the bank."""
+        self._check_fitted()
+        x = self.preprocessor_.transform(self.preprocessor_.check(np.asarray(X, dtype=np.float32), "training data"))
+        self.feature_bank_ = self._feature_bank(x)
+        self.calibrations_ = {}
+        return self
 
     def _load_calibrations(self, run_dir: Path) -> dict:
         path = run_dir / CALIBRATION_FILE
@@ -255,12 +293,17 @@ class AnoGAN:
         self._check_fitted()
         s = self._score_config(method, steps)
         key = calibration_key(s)
-        if key not in self.calibrations_:
+        cached = self.calibrations_.get(key)
+        if cached is None or set(cached.val_components) != set(self._available_components()):
             comps = self._components(self.calibration_x_, s, s.batch_size)
-            self.calibrations_[key] = Calibration(val_components={c: comps[c].tolist() for c in COMPONENTS})
+            self.calibrations_[key] = Calibration(val_components={c: comps[c].tolist() for c in
+                                                                  self._available_components()})
             if self.run_dir is not None and Path(self.run_dir).is_dir():
                 self._save_calibrations(Path(self.run_dir))
         return self.calibrations_[key]
+
+    def _available_components(self) -> tuple:
+        return tuple(c for c in COMPONENTS if c != "feature_knn" or self.feature_bank_ is not None)
 
     def _components_batch(self, x: torch.Tensor, s: ScoreConfig, keep_reconstructions: bool = False) -> dict:
         """Components of one preprocessed batch (B, ...) on the model's device -> dict of (B,) arrays
@@ -282,6 +325,8 @@ class AnoGAN:
             "residual": per_sample_residual(x, x_hat, s.residual_norm).cpu().numpy(),
             "feature_residual": per_sample_feature_residual(f_x.float(), f_hat.float()).cpu().numpy(),
         }
+        if self.feature_bank_ is not None:
+            out["feature_knn"] = knn_distance(f_x.float(), self.feature_bank_, s.knn_k).cpu().numpy()
         if keep_reconstructions:
             out["x_hat"] = x_hat.cpu()
         return out
@@ -294,7 +339,7 @@ class AnoGAN:
             parts.append(self._components_batch(x[i:i + batch_size], s, keep_reconstructions))
             if bar is not None:
                 bar.update(len(x[i:i + batch_size]))
-        out = {c: np.concatenate([p[c] for p in parts]) for c in COMPONENTS}
+        out = {c: np.concatenate([p[c] for p in parts]) for c in self._available_components()}
         if keep_reconstructions:
             out["x_hat"] = torch.cat([p["x_hat"] for p in parts])
         return out

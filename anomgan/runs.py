@@ -24,7 +24,7 @@ from anomgan.data.stream import count_input, iter_input
 from anomgan.detector import AnoGAN
 from anomgan.distributed import barrier
 from anomgan.errors import ConfigError, DataError, OutputError
-from anomgan.evaluation.metrics import SCORE_COLUMNS, evaluate_scores
+from anomgan.evaluation.metrics import evaluate_scores, score_columns
 from anomgan.io import atomic_path, atomic_write, atomic_write_text, check_output
 from anomgan.training.checkpoint import CHECKPOINT
 from anomgan.training.trainer import dist_info
@@ -157,7 +157,7 @@ def score_input(run: Path, input_path: str, out: Path, method: Optional[str] = N
                                   keep_reconstructions=top is not None, batch_size=bs)
         for res in results:
             chunk = pending.pop(0)
-            frame = pd.DataFrame({"id": chunk.ids, **{c: res[c] for c in SCORE_COLUMNS},
+            frame = pd.DataFrame({"id": chunk.ids, **{c: res[c] for c in score_columns(res)},
                                   "threshold": res["threshold"], "is_anomaly": res["is_anomaly"]})
             if chunk.labels is not None:
                 frame["label"] = chunk.labels
@@ -205,7 +205,7 @@ def score_test_split(det: AnoGAN, ds: Dataset, splits: Splits, method: Optional[
     res = det.score_components(x, method, steps, keep_reconstructions=ds.kind == "image")
     seconds = time.perf_counter() - start
     frame = pd.DataFrame({"id": ds.ids[splits.test], "label": ds.y[splits.test] if ds.y is not None else "",
-                          "target": splits.test_targets(ds), **{c: res[c] for c in SCORE_COLUMNS},
+                          "target": splits.test_targets(ds), **{c: res[c] for c in score_columns(res)},
                           "threshold": res["threshold"], "is_anomaly": res["is_anomaly"]})
     return frame, res, seconds
 

@@ -34,8 +34,10 @@ def one_class_table(path: Path, title: str) -> list[str]:
     overall = f"**{100 * per_seed.mean():.2f}**" + (f" ± {_pct(per_seed.std())}" if len(seeds) > 1 else "")
     lines.append("| anomgan | " + " | ".join(cells) + f" | {overall} |")
     comps = [("d_score", "d_score_roc_auc"), ("residual", "residual_roc_auc"),
-             ("feature_residual", "feature_residual_roc_auc")]
+             ("feature_residual", "feature_residual_roc_auc"), ("feature_knn", "feature_knn_roc_auc")]
     for name, col in comps:
+        if col not in cases or cases[col].isna().all():  # runs from before feature_knn existed
+            continue
         lines.append(f"| component: {name} | " + " | ".join(_pct(v) for v in g[col].mean()) +
                      f" | {_pct(cases[col].mean())} |")
     lines.append(f"\nTraining time per case: {cases.train_seconds.mean():.0f} s mean "

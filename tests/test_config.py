@@ -58,3 +58,13 @@ def test_shipped_configs_load():
     assert {"digits.yaml", "mnist.yaml", "fashion-mnist.yaml", "tabular.yaml"} <= set(names)
     for p in root.glob("*.yaml"):
         build_config(p)
+
+
+def test_feature_knn_needs_a_bank():
+    from anomgan.config import build_config
+    from anomgan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="score.bank_size"):
+        build_config(overrides=["score.bank_size=0"])
+    cfg = build_config(overrides=["score.bank_size=0", "score.weights={residual: 1.0}"])
+    assert cfg.score.bank_size == 0

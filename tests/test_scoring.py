@@ -99,3 +99,59 @@ def test_refit_drops_the_previous_calibration(digits):
     det.set_params(config=tiny_config(train__epochs=1, encoder__epochs=1, train__seed=7))
     det.fit(digits.x[digits.y == "0"])
     assert det.threshold("encoder") != first
+
+
+# ---------------------------------------------------------------------------- feature_knn (memory bank)
+def test_knn_distance_matches_brute_force_across_chunks(monkeypatch):
+    from anomgan.scoring import memory
+
+    g = torch.Generator().manual_seed(0)
+    f, bank = torch.randn(7, 5, generator=g), torch.randn(23, 5, generator=g)
+    want = torch.cdist(f.double(), bank.double()).sort(1).values[:, :3].mean(1)
+    monkeypatch.setattr(memory, "BANK_CHUNK", 4)  # six chunks: the running top-k must merge correctly
+    got = memory.knn_distance(f, bank, 3)
+    assert torch.allclose(got.double(), want, atol=1e-5)
+    assert torch.allclose(memory.knn_distance(f, bank[:2], 5).double(),  # k above the bank size: all of it
+                          torch.cdist(f.double(), bank[:2].double()).mean(1), atol=1e-5)
+
+
+def test_bank_indices_are_a_seeded_subset():
+    from anomgan.scoring.memory import bank_indices
+
+    assert torch.equal(bank_indices(5, 10, 0), torch.arange(5))
+    a, b = bank_indices(100, 30, 1), bank_indices(100, 30, 1)
+    assert torch.equal(a, b) and len(a.unique()) == 30 and bool((a[1:] > a[:-1]).all())
+    assert not torch.equal(a, bank_indices(100, 30, 2))
+
+
+def test_feature_bank_is_kept_in_the_run_and_scores_training_samples_near_zero(det, trained_run, digits):
+    bank = det.feature_bank_
+    assert bank is not None and bank.ndim == 2 and 0 < len(bank) <= det.config_.score.bank_size
+    raw = torch.load(trained_run / "checkpoint.pt", weights_only=True)["feature_bank"]
+    assert raw.shape == bank.shape and torch.allclose(raw.float(), bank, atol=1e-2 * bank.abs().max().item())
+    comps = det.score_components(digits.x[:50])
+    assert comps["feature_knn"].shape == (50,) and np.all(comps["feature_knn"] >= 0)
+    # with k = 1, a sample that is in the bank is its own nearest neighbour
+    from anomgan.runs import load_data, split_data
+
+    cfg = det.config_
+    train_x = load_data(cfg).x[split_data(cfg, load_data(cfg)).train]
+    one = AnoGAN.load(trained_run, device="cpu")
+    one.config_.score.knn_k = 1
+    near = one.score_components(train_x[:20])["feature_knn"]
+    far = one.score_components(np.random.default_rng(0).random((20, 1, 8, 8)).astype(np.float32))["feature_knn"]
+    assert np.all(near < 0.05 * np.median(far)), (near, far)
+
+
+def test_run_without_a_bank_scores_without_feature_knn_or_says_why(trained_run, digits):
+    from anomgan.errors import RunError
+
+    det = AnoGAN.load(trained_run, device="cpu")
+    det.feature_bank_, det.calibrations_ = None, {}  # as a run trained before the bank existed
+    with pytest.raises(RunError, match="feature_knn"):
+        det.score_components(digits.x[:10])
+    det.config_.score.weights = {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0}
+    comps = det.score_components(digits.x[:10])
+    assert "feature_knn" not in comps and np.isfinite(comps["anomaly_score"]).all()
+    det.fit_feature_bank(digits.x[digits.y == "0"][:60])  # rebuilt from normal data: back in the score
+    assert len(det.feature_bank_) == 60 and "feature_knn" in det.score_components(digits.x[:10])

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 import pandas as pd
 
-from anomgan.config import Config
+from anomgan.config import COMPONENTS, Config
 from anomgan.errors import ConfigError
 from anomgan.evaluation.metrics import evaluate_scores
 from anomgan.io import atomic_write
@@ -108,7 +108,8 @@ def run_benchmark(cfg: Config, protocol: str, classes: Optional[list], seeds: li
                    "anomalous_classes": ",".join(anomalous), "seed": seed, "method": method,
                    "roc_auc": overall.loc["anomaly_score", "roc_auc"],
                    "average_precision": overall.loc["anomaly_score", "average_precision"],
-                   **{f"{c}_roc_auc": overall.loc[c, "roc_auc"] for c in ("d_score", "residual", "feature_residual")},
+                   **{f"{c}_roc_auc": overall.loc[c, "roc_auc"] if c in overall.index else float("nan")
+                      for c in COMPONENTS},
                    "f1": overall.loc["anomaly_score", "f1"], "train_seconds": train_seconds,
                    "score_seconds": score_seconds, "n_train": len(splits.train), "n_test": len(splits.test)}
             rows.append(row)

@@ -12,6 +12,11 @@ from anomgan.errors import DataError
 SCORE_COLUMNS = (*COMPONENTS, "anomaly_score")
 
 
+def score_columns(frame_or_dict) -> list[str]:
+    """The SCORE_COLUMNS present (runs trained before ``feature_knn`` existed have no such column)."""
+    return [c for c in SCORE_COLUMNS if c in frame_or_dict]
+
+
 def threshold_metrics(target: np.ndarray, score: np.ndarray, threshold: float) -> dict:
     """TPR, FPR, precision, F1 of ``score > threshold`` against ``target`` (1 = anomaly)."""
     pred = score > threshold
@@ -45,7 +50,7 @@ def evaluate_scores(frame: pd.DataFrame, threshold: float) -> pd.DataFrame:
     rows = []
     for name, mask in groups:
         t = target[mask]
-        for comp in SCORE_COLUMNS:
+        for comp in score_columns(frame):
             s = frame[comp].to_numpy()[mask]
             row = {"anomalous_class": name, "component": comp, "n_normal": int((t == 0).sum()),
                    "n_anomalous": int((t == 1).sum()), "roc_auc": roc_auc_score(t, s),

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from anomgan.evaluation.metrics import SCORE_COLUMNS
+from anomgan.evaluation.metrics import score_columns
 from anomgan.io import atomic_write
 
 
@@ -33,7 +33,7 @@ def plot_roc(frame: pd.DataFrame, path: Path) -> None:
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
-    for comp in SCORE_COLUMNS:
+    for comp in score_columns(frame):
         fpr, tpr, _ = roc_curve(frame["target"], frame[comp])
         ax.plot(fpr, tpr, label=f"{comp} (AUC {roc_auc_score(frame['target'], frame[comp]):.3f})",
                 lw=2.5 if comp == "anomaly_score" else 1.2)

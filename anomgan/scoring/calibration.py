@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from anomgan.config import COMPONENTS, ScoreConfig
+from anomgan.errors import RunError
 
 
 @dataclass
@@ -35,6 +36,10 @@ class Calibration:
         for c in COMPONENTS:
             w = score.weights.get(c, 0.0)
             if w:
+                if c not in components or c not in self.val_components:
+                    raise RunError(f"score.weights gives '{c}' weight {w:g}, but this run has no {c} values (a run "
+                                   f"trained before the feature bank existed, or with score.bank_size 0): set "
+                                   f"score.weights.{c} to 0 or retrain")
                 mean, std = self.stats(c)
                 out += w * (np.asarray(components[c], dtype=np.float64) - mean) / std
         return out / total
@@ -47,8 +52,9 @@ class Calibration:
 
 def calibration_key(score: ScoreConfig) -> str:
     """Everything that changes component values (not weights or quantile, which apply afterwards)."""
+    knn = f"-k{score.knn_k}"
     if score.method == "encoder":
-        return f"encoder-{score.residual_norm}"
+        return f"encoder-{score.residual_norm}{knn}"
     if score.method == "hybrid":
-        return f"hybrid-{score.refine_steps}-lr{score.lr:g}-lam{score.lam:g}-{score.residual_norm}"
-    return f"iterative-{score.steps}-r{score.restarts}-lr{score.lr:g}-lam{score.lam:g}-{score.residual_norm}"
+        return f"hybrid-{score.refine_steps}-lr{score.lr:g}-lam{score.lam:g}-{score.residual_norm}{knn}"
+    return f"iterative-{score.steps}-r{score.restarts}-lr{score.lr:g}-lam{score.lam:g}-{score.residual_norm}{knn}"

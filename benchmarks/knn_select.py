@@ -1,0 +1,86 @@
+"""How much weight the ``feature_knn`` component gets, and how big its bank is: chosen without MNIST's test split.
+
+    # digits: a different data set, test split of its one-class runs
+    python benchmarks/knn_select.py --runs reports/benchmarks/digits-one-class.runs --config configs/digits.yaml \
+        --eval test --out reports/benchmarks/knn-select-digits.csv
+    # MNIST: normal-validation split vs 2,000 other-digit images from MNIST's *training* split
+    python benchmarks/knn_select.py --runs reports/benchmarks/mnist-cpu-one-class.runs --config configs/mnist.yaml \
+        --data-root ../shared/data --pattern 'one-class-*-s0' --eval train-anomalies \
+        --out reports/benchmarks/knn-select-mnist-val.csv
+
+Both evaluations stay off MNIST's test split: ``train-anomalies`` scores the run's normal-validation samples
+(never trained on) against other classes drawn from the official *training* split (never seen by a one-class
+run). Every weighting uses the calibration statistics of normal-validation data, as the library does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from anomgan import AnoGAN
+from anomgan.config import build_config
+from anomgan.runs import load_data, split_data
+
+WEIGHTS = {
+    "d0.5-r1-f1 (previous default)": {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0},
+    "knn only": {"feature_knn": 1.0},
+    "d0.5-r1-f1-knn1": {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0, "feature_knn": 1.0},
+    "d0.5-r1-f1-knn2.5 (default)": {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0, "feature_knn": 2.5},
+    "r1-f1-knn1": {"residual": 1.0, "feature_residual": 1.0, "feature_knn": 1.0},
+    "f1-knn1": {"feature_residual": 1.0, "feature_knn": 1.0},
+}
+
+
+def eval_set(ds, splits, how: str, n_anomalies: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if how == "test":
+        return splits.test, splits.test_targets(ds)
+    if ds.official_test is None:
+        raise SystemExit("--eval train-anomalies needs a data set with an official test split (e.g. MNIST)")
+    pool = np.flatnonzero(~np.isin(ds.y, splits.normal_classes) & ~ds.official_test)
+    anomalies = np.random.default_rng(seed).choice(pool, min(n_anomalies, len(pool)), replace=False)
+    idx = np.concatenate([splits.val, anomalies])
+    return idx, np.r_[np.zeros(len(splits.val), np.int64), np.ones(len(anomalies), np.int64)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=Path, required=True)
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--pattern", default="one-class-*")
+    ap.add_argument("--eval", choices=["test", "train-anomalies"], required=True)
+    ap.add_argument("--n-anomalies", type=int, default=2000)
+    ap.add_argument("--bank-sizes", default="4096,2048,1024")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    cfg = build_config(args.config, flags={"data.root": args.data_root})
+    ds = load_data(cfg)
+    rows = []
+    for run in sorted(p for p in args.runs.glob(args.pattern) if (p / "checkpoint.pt").is_file()):
+        det = AnoGAN.load(run, device="cpu")
+        splits = split_data(det.config_, ds)
+        idx, target = eval_set(ds, splits, args.eval, args.n_anomalies, seed=123)
+        for bank_size in map(int, args.bank_sizes.split(",")):
+            det.config_.score.bank_size = bank_size
+            det.fit_feature_bank(ds.x[splits.train])
+            comps = det.score_components(ds.x[idx], "encoder")
+            cal = det.calibrate("encoder")
+            for name, weights in WEIGHTS.items():
+                s = dataclasses.replace(det._score_config("encoder"), weights=weights)
+                rows.append({"run": run.name, "normal_classes": ",".join(splits.normal_classes), "eval": args.eval,
+                             "bank_size": bank_size, "n_bank": len(det.feature_bank_), "weights": name,
+                             "roc_auc": roc_auc_score(target, cal.combine(comps, s))})
+        print(run.name, flush=True)
+    frame = pd.DataFrame(rows)
+    frame.to_csv(args.out, index=False)
+    print(frame.pivot_table(index="weights", columns="bank_size", values="roc_auc", aggfunc="mean").round(4))
+
+
+if __name__ == "__main__":
+    main()
