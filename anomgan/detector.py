@@ -48,6 +48,10 @@ def model_args_for(cfg: Config, pre: Preprocessor) -> dict:
     return args
 
 
+def _fits_half(t: torch.Tensor) -> bool:
+    return bool(t.abs().max().item() < 6e4) if t.numel() else True
+
+
 def _as_config(config) -> Config:
     if config is None:
         return Config()
@@ -237,15 +241,16 @@ class AnoGAN:
         with torch.no_grad():
             for i in range(0, len(idx), s.batch_size):
                 parts.append(self.discriminator_.features(x[idx[i:i + s.batch_size]].to(self.device_)).float())
-        return torch.cat(parts)
+        bank = torch.cat(parts)
+        # kept at half precision (half the run's size) unless a feature would overflow it; rounded here already,
+        # so a detector scores the same before and after save/load
+        return bank.half().float() if _fits_half(bank) else bank
 
     def _bank_state(self) -> dict:
         bank = getattr(self, "feature_bank_", None)
         if bank is None:
             return {}
-        # half precision halves the run's size; kept in float32 if a feature would overflow it
-        small = bank.abs().max().item() < 6e4
-        return {"feature_bank": (bank.half() if small else bank).cpu()}
+        return {"feature_bank": (bank.half() if _fits_half(bank) else bank).cpu()}
 
     def fit_feature_bank(self, X: np.ndarray) -> "AnoGAN":
         """(Re)build the ``feature_knn`` memory bank from normal training samples ``X`` (source units), e.g.

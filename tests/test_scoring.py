@@ -155,3 +155,14 @@ def test_run_without_a_bank_scores_without_feature_knn_or_says_why(trained_run, 
     assert "feature_knn" not in comps and np.isfinite(comps["anomaly_score"]).all()
     det.fit_feature_bank(digits.x[digits.y == "0"][:60])  # rebuilt from normal data: back in the score
     assert len(det.feature_bank_) == 60 and "feature_knn" in det.score_components(digits.x[:10])
+
+
+def test_fitted_and_reloaded_detectors_score_alike(digits, tmp_path):
+    from conftest import tiny_config
+
+    x = digits.x[digits.y == "0"]
+    det = AnoGAN(tiny_config(train__epochs=1, encoder__epochs=1), run_dir=tmp_path / "r").fit(x)
+    again = AnoGAN.load(tmp_path / "r", device="cpu")
+    assert again.feature_bank_.dtype == torch.float32 and torch.equal(again.feature_bank_, det.feature_bank_)
+    np.testing.assert_allclose(again.score_samples(digits.x[:20], "encoder"), det.score_samples(digits.x[:20], "encoder"),
+                               rtol=1e-6, atol=1e-9)
