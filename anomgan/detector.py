@@ -22,7 +22,7 @@ from anomgan.io import atomic_write_text
 from anomgan.progress import ProgressBar
 from anomgan.scoring.calibration import Calibration, calibration_key
 from anomgan.scoring.inversion import invert_latent, per_sample_feature_residual, per_sample_residual
-from anomgan.scoring.memory import bank_indices, knn_distance
+from anomgan.scoring.memory import bank_fingerprint, bank_indices, knn_distance
 from anomgan.training.checkpoint import CHECKPOINT, load_checkpoint
 from anomgan.training.trainer import Trainer, build_seeded_models, dist_info, sample_grid
 
@@ -297,7 +297,7 @@ class AnoGAN:
         """Components of the stored normal-validation samples for this inversion setting (cached in the run)."""
         self._check_fitted()
         s = self._score_config(method, steps)
-        key = calibration_key(s)
+        key = calibration_key(s, self._bank_tag())
         cached = self.calibrations_.get(key)
         if cached is None or set(cached.val_components) != set(self._available_components()):
             comps = self._components(self.calibration_x_, s, s.batch_size)
@@ -306,6 +306,16 @@ class AnoGAN:
             if self.run_dir is not None and Path(self.run_dir).is_dir():
                 self._save_calibrations(Path(self.run_dir))
         return self.calibrations_[key]
+
+    def _bank_tag(self) -> str:
+        """Fingerprint of the current bank ("" without one), remembered per bank object."""
+        bank = self.feature_bank_
+        if bank is None:
+            return ""
+        memo = getattr(self, "_bank_memo", None)
+        if memo is None or memo[0] is not bank:
+            memo = self._bank_memo = (bank, bank_fingerprint(bank))
+        return memo[1]
 
     def _available_components(self) -> tuple:
         return tuple(c for c in COMPONENTS if c != "feature_knn" or self.feature_bank_ is not None)

@@ -166,3 +166,15 @@ def test_fitted_and_reloaded_detectors_score_alike(digits, tmp_path):
     assert again.feature_bank_.dtype == torch.float32 and torch.equal(again.feature_bank_, det.feature_bank_)
     np.testing.assert_allclose(again.score_samples(digits.x[:20], "encoder"), det.score_samples(digits.x[:20], "encoder"),
                                rtol=1e-6, atol=1e-9)
+
+
+def test_calibration_follows_the_bank_it_was_measured_on(digits, tmp_path):
+    from conftest import tiny_config
+
+    det = AnoGAN(tiny_config(train__epochs=1, encoder__epochs=1), run_dir=tmp_path / "r").fit(digits.x[digits.y == "0"])
+    before = np.asarray(det.calibrate("encoder").val_components["feature_knn"])
+    det.fit_feature_bank(digits.x[digits.y == "1"][:30])  # another bank, in memory only (the run keeps its own)
+    other = np.asarray(det.calibrate("encoder").val_components["feature_knn"])
+    assert not np.allclose(before, other)
+    again = AnoGAN.load(tmp_path / "r", device="cpu")  # the run's cache must not hand back the other bank's values
+    np.testing.assert_allclose(again.calibrate("encoder").val_components["feature_knn"], before, rtol=1e-6)

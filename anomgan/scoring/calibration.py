@@ -50,9 +50,13 @@ class Calibration:
         return float(np.quantile(val, score.threshold_quantile))
 
 
-def calibration_key(score: ScoreConfig) -> str:
-    """Everything that changes component values (not weights or quantile, which apply afterwards)."""
-    knn = f"-k{score.knn_k}"
+def calibration_key(score: ScoreConfig, bank_tag: str = "") -> str:
+    """Everything that changes component values (not weights or quantile, which apply afterwards).
+
+    ``bank_tag`` names the ``feature_knn`` bank the values were measured against (see ``bank_fingerprint``), so
+    a bank rebuilt in memory never reads or leaves values that belong to another bank.
+    """
+    knn = f"-k{score.knn_k}" + (f"-b{bank_tag}" if bank_tag else "")
     if score.method == "encoder":
         return f"encoder-{score.residual_norm}{knn}"
     if score.method == "hybrid":

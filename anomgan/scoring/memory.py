@@ -9,6 +9,8 @@ the reconstruction terms do (docs/tuning.md).
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 
 BANK_CHUNK = 8192  # bank rows compared at once: bounds the (B, chunk) distance matrix
@@ -37,3 +39,9 @@ def knn_distance(features: torch.Tensor, bank: torch.Tensor, k: int) -> torch.Te
         cand = d if best is None else torch.cat([best, d], dim=1)
         best = cand.topk(min(k, cand.shape[1]), dim=1, largest=False).values
     return best.mean(1)
+
+
+def bank_fingerprint(bank: torch.Tensor) -> str:
+    """Short content hash of a bank (of its half-precision values, the precision a run stores)."""
+    data = bank.detach().to("cpu", torch.float16).contiguous().numpy().tobytes()
+    return hashlib.sha1(data).hexdigest()[:12]
