@@ -1,7 +1,7 @@
 """How much weight the ``feature_knn`` component gets, and how big its bank is: chosen without MNIST's test split.
 
     # digits: a different data set, test split of its one-class runs
-    python benchmarks/knn_select.py --runs reports/benchmarks/digits-one-class.runs --config configs/digits.yaml \
+    python benchmarks/knn_select.py --runs reports/benchmarks/digits-one-class-noknn.runs --config configs/digits.yaml \
         --eval test --out reports/benchmarks/knn-select-digits.csv
     # MNIST: normal-validation split vs 2,000 other-digit images from MNIST's *training* split
     python benchmarks/knn_select.py --runs reports/benchmarks/mnist-cpu-one-class.runs --config configs/mnist.yaml \

@@ -14,11 +14,19 @@ ROOT = Path(__file__).resolve().parents[1]
 B = ROOT / "reports" / "benchmarks"
 
 
+# how the MNIST CPU cases shared the machine (from the session logs; docs/tuning.md)
+MNIST_TIMING = ("Seed 0 ran alone (245–297 s per digit); seed 1 and seed 2's digits 0, 1 and 3 shared the two cores "
+                "with other jobs; seed 2's digit 2 resumed after a restart, so its 44 s is only the rest of its run; "
+                "seed 2's digits 4–9, alone, took 224–330 s.")
+
+
 def _pct(v: float) -> str:
     return f"{100 * v:.1f}"
 
 
-def one_class_table(path: Path, title: str) -> list[str]:
+def one_class_table(path: Path, title: str, baseline: tuple[str, Path] | None = None, note: str = "") -> list[str]:
+    """Per-class table of a benchmark CSV; ``baseline`` = (label, CSV) adds the same cases' ROC-AUC of another
+    scoring of the same models as one more row."""
     cases = pd.read_csv(path, dtype={"normal_classes": str})
     g = cases.groupby("normal_classes", sort=False)
     seeds = sorted(cases.seed.unique())
@@ -33,6 +41,10 @@ def one_class_table(path: Path, title: str) -> list[str]:
              zip(g.roc_auc.mean(), g.roc_auc.std().fillna(0))]
     overall = f"**{100 * per_seed.mean():.2f}**" + (f" ± {_pct(per_seed.std())}" if len(seeds) > 1 else "")
     lines.append("| anomgan | " + " | ".join(cells) + f" | {overall} |")
+    if baseline is not None:
+        base = pd.read_csv(baseline[1], dtype={"normal_classes": str})
+        base = base[base.seed.isin(seeds)].groupby("normal_classes").roc_auc.mean().reindex(list(g.groups))
+        lines.append(f"| {baseline[0]} | " + " | ".join(_pct(v) for v in base) + f" | {100 * base.mean():.2f} |")
     comps = [("d_score", "d_score_roc_auc"), ("residual", "residual_roc_auc"),
              ("feature_residual", "feature_residual_roc_auc"), ("feature_knn", "feature_knn_roc_auc")]
     for name, col in comps:
@@ -40,8 +52,11 @@ def one_class_table(path: Path, title: str) -> list[str]:
             continue
         lines.append(f"| component: {name} | " + " | ".join(_pct(v) for v in g[col].mean()) +
                      f" | {_pct(cases[col].mean())} |")
-    lines.append(f"\nTraining time per case: {cases.train_seconds.mean():.0f} s mean "
-                 f"(`{path.relative_to(ROOT)}`).")
+    by_seed = cases.groupby("seed").train_seconds
+    timing = (f"{cases.train_seconds.mean():.0f} s mean" if len(seeds) == 1 else
+              "mean by seed " + ", ".join(f"{s}: {m:.0f} s" for s, m in by_seed.mean().items()))
+    lines.append(f"\nTraining time per case: {timing}, longest {cases.train_seconds.max():.0f} s "
+                 f"(`{path.relative_to(ROOT)}`).{' ' + note if note else ''}")
     return lines
 
 
@@ -60,10 +75,16 @@ def peers_lines(path: Path, label: str) -> list[str]:
 
 def main() -> None:
     out: list[str] = []
-    out += one_class_table(B / "digits-one-class.csv", "scikit-learn digits, 2-core CPU")
+    digits_base = B / "digits-one-class-noknn.csv"
+    out += one_class_table(B / "digits-one-class.csv", "scikit-learn digits, `configs/digits.yaml`, 2-core CPU",
+                           baseline=("before feature_knn (seed 0 only)", digits_base) if digits_base.exists() else None)
     out += [""] + peers_lines(B / "peers-digits.csv", "digits")
-    mnist_cpu = B / "mnist-cpu-one-class.csv"
-    if mnist_cpu.exists():
+    mnist_cpu, mnist_knn = B / "mnist-cpu-one-class.csv", B / "mnist-cpu-one-class-knn.csv"
+    if mnist_knn.exists():
+        out += [""] + one_class_table(mnist_knn, "MNIST, `configs/mnist.yaml` (WGAN-GP, encoder, with `feature_knn`), "
+                                      "2-core CPU", baseline=("without feature_knn (weights 0.5/1/1)", mnist_cpu),
+                                      note=MNIST_TIMING)
+    elif mnist_cpu.exists():
         out += [""] + one_class_table(mnist_cpu, "MNIST, `configs/mnist.yaml` (WGAN-GP, encoder), 2-core CPU")
     out += [""] + one_class_table(B / "mnist-one-class.csv",
                                   "MNIST, `configs/mnist-ns.yaml` (the previous default: NS, hybrid), one NVIDIA H100")
