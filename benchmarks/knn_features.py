@@ -7,7 +7,9 @@ Off MNIST's test split, as ``knn_select.py --eval train-anomalies``: each run's 
 2,000 other-digit images from the official *training* split. For every candidate feature the bank holds the
 same seeded subset of up to 4,096 normal-training images and the score is the mean distance to the 5 nearest.
 ``L<i>_flat`` is the i-th LeakyReLU output of D's trunk, flattened (the last one is ``feature_knn``'s);
-``L<i>_pool4`` the same pooled to 4x4. Combinations use z-scores from the normal-validation part.
+``L<i>_pool4`` the same pooled to 4x4. Combinations use z-scores from the normal-validation part. On the last
+layer it also varies ``k``, Euclidean vs cosine distance, and the bank (4,096 vs every training image), each
+alone and in the default combination (weights 0.5 / 1 / 1 / 2.5).
 """
 
 from __future__ import annotations
@@ -89,6 +91,20 @@ def main() -> None:
             "default + pixel kNN": recon + 2.5 * z["feature_knn"] + z["pixel"],
             "default + latent kNN": recon + 2.5 * z["feature_knn"] + z["latent"],
         }
+        with torch.no_grad():
+            every = torch.cat([det.discriminator_.features(det.preprocessor_.transform(ds.x[sp.train[j:j + 512]]))
+                               for j in range(0, len(sp.train), 512)]).float()
+            f_eval = det.discriminator_.features(xe).float()
+        sub = bank_indices(len(sp.train), cfg.score.bank_size, det.config_.train.seed)
+        for bank_name, bank_f in ((str(cfg.score.bank_size), every[sub]), ("all", every)):
+            for metric in ("euclidean", "cosine"):
+                b, e = ((bank_f, f_eval) if metric == "euclidean" else
+                        (torch.nn.functional.normalize(bank_f, dim=1), torch.nn.functional.normalize(f_eval, dim=1)))
+                for k in (1, 3, 5, 10, 20):
+                    v = knn_distance(e, b, k).numpy()
+                    zv = (v - v[:n_val].mean()) / (v[:n_val].std() + 1e-12)
+                    combos[f"last layer, bank {bank_name}, {metric}, k={k}, alone"] = v
+                    combos[f"last layer, bank {bank_name}, {metric}, k={k}, default"] = recon + 2.5 * zv
         for name, v in {**comps, **combos}.items():
             rows.append({"run": run.name, "normal_classes": ",".join(sp.normal_classes), "score": name,
                          "roc_auc": roc_auc_score(target, v)})
