@@ -177,6 +177,7 @@ class AnoGAN:
         self.calibration_x_ = x_val
         self.history_ = history
         self.feature_bank_: Optional[torch.Tensor] = None  # D features of normal-training samples (feature_knn)
+        self._bank_memo: Optional[tuple] = None  # (bank, fingerprint) of the last bank calibrate() saw
         self.calibrations_: dict = {}  # per inversion setting; a refit must not reuse the old model's
 
     # ------------------------------------------------------------------ persistence
@@ -312,7 +313,7 @@ class AnoGAN:
         bank = self.feature_bank_
         if bank is None:
             return ""
-        memo = getattr(self, "_bank_memo", None)
+        memo = self._bank_memo
         if memo is None or memo[0] is not bank:
             memo = self._bank_memo = (bank, bank_fingerprint(bank))
         return memo[1]
@@ -389,6 +390,14 @@ class AnoGAN:
         if len(X) == 0:
             raise DataError("no samples to score")
         return next(self.iter_scores([X], method, steps, total=len(X), keep_reconstructions=keep_reconstructions))
+
+    def recombine(self, components: dict, weights: dict, method: Optional[str] = None,
+                  steps: Optional[int] = None) -> np.ndarray:
+        """``anomaly_score`` of components already computed (``score_components``) under other ``weights``,
+        calibrated on the same normal-validation values: re-weighting without inverting again."""
+        s = self._score_config(method, steps)
+        s.weights = dict(weights)
+        return self.calibrate(s.method, steps).combine(components, s)
 
     def score_samples(self, X: np.ndarray, method: Optional[str] = None) -> np.ndarray:
         """``anomaly_score`` (N,): higher = more anomalous."""

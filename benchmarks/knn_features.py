@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
@@ -26,6 +25,7 @@ from anomgan import AnoGAN
 from anomgan.config import build_config
 from anomgan.runs import load_data, split_data
 from anomgan.scoring.memory import bank_indices, knn_distance
+from knn_select import eval_set  # the same validation set as the weight study (this script's folder is on sys.path)
 
 
 def trunk_layers(det: AnoGAN, x: torch.Tensor, batch: int = 512) -> list[torch.Tensor]:
@@ -53,17 +53,12 @@ def main() -> None:
     args = ap.parse_args()
     cfg = build_config(args.config, flags={"data.root": args.data_root})
     ds = load_data(cfg)
-    if ds.official_test is None:
-        raise SystemExit("needs a data set with an official test split (e.g. MNIST)")
     rows = []
     for run in sorted(p for p in args.runs.glob(args.pattern) if (p / "checkpoint.pt").is_file()):
         det = AnoGAN.load(run, device="cpu")
         det.config_.score = cfg.score
         sp = split_data(det.config_, ds)
-        pool = np.flatnonzero(~np.isin(ds.y, sp.normal_classes) & ~ds.official_test)
-        anomalies = np.random.default_rng(123).choice(pool, min(2000, len(pool)), replace=False)
-        idx = np.concatenate([sp.val, anomalies])
-        target = np.r_[np.zeros(len(sp.val)), np.ones(len(anomalies))]
+        idx, target = eval_set(ds, sp, "train-anomalies", 2000, seed=123)  # normal-validation first
         bank = sp.train[bank_indices(len(sp.train), cfg.score.bank_size, det.config_.train.seed).numpy()]
         xb, xe = det.preprocessor_.transform(ds.x[bank]), det.preprocessor_.transform(ds.x[idx])
         comps = {}

@@ -16,7 +16,6 @@ run). Every weighting uses the calibration statistics of normal-validation data,
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -70,12 +69,10 @@ def main() -> None:
             det.config_.score.bank_size = bank_size
             det.fit_feature_bank(ds.x[splits.train])
             comps = det.score_components(ds.x[idx], "encoder")
-            cal = det.calibrate("encoder")
             for name, weights in WEIGHTS.items():
-                s = dataclasses.replace(det._score_config("encoder"), weights=weights)
                 rows.append({"run": run.name, "normal_classes": ",".join(splits.normal_classes), "eval": args.eval,
                              "bank_size": bank_size, "n_bank": len(det.feature_bank_), "weights": name,
-                             "roc_auc": roc_auc_score(target, cal.combine(comps, s))})
+                             "roc_auc": roc_auc_score(target, det.recombine(comps, weights, "encoder"))})
         print(run.name, flush=True)
     frame = pd.DataFrame(rows)
     frame.to_csv(args.out, index=False)

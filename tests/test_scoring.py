@@ -178,3 +178,10 @@ def test_calibration_follows_the_bank_it_was_measured_on(digits, tmp_path):
     assert not np.allclose(before, other)
     again = AnoGAN.load(tmp_path / "r", device="cpu")  # the run's cache must not hand back the other bank's values
     np.testing.assert_allclose(again.calibrate("encoder").val_components["feature_knn"], before, rtol=1e-6)
+
+
+def test_recombine_reweights_without_inverting_again(det, digits):
+    comps = det.score_components(digits.x[:30], "encoder")
+    np.testing.assert_allclose(det.recombine(comps, det.config_.score.weights, "encoder"), comps["anomaly_score"])
+    mean, std = det.calibrate("encoder").stats("residual")
+    np.testing.assert_allclose(det.recombine(comps, {"residual": 1.0}, "encoder"), (comps["residual"].astype(np.float64) - mean) / std)

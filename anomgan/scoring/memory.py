@@ -42,6 +42,7 @@ def knn_distance(features: torch.Tensor, bank: torch.Tensor, k: int) -> torch.Te
 
 
 def bank_fingerprint(bank: torch.Tensor) -> str:
-    """Short content hash of a bank (of its half-precision values, the precision a run stores)."""
-    data = bank.detach().to("cpu", torch.float16).contiguous().numpy().tobytes()
+    """Short content hash of a bank. Fitted and reloaded banks hold the same float32 values (rounded through half
+    precision when they fit it), so both hash alike; a bank too large for half precision hashes exactly too."""
+    data = bank.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
     return hashlib.sha1(data).hexdigest()[:12]
