@@ -22,7 +22,8 @@ from anomgan.errors import ConfigError
 LOSSES = ("ns", "minimax", "wgan-gp", "hinge")
 METHODS = ("encoder", "iterative", "hybrid")
 COMBINATIONS = ("calibrated", "anogan")
-COMPONENTS = ("d_score", "residual", "feature_residual", "feature_knn")
+COMPONENTS = ("d_score", "residual", "feature_residual", "feature_knn", "feature_maha")
+BANK_COMPONENTS = ("feature_knn", "feature_maha")  # read the feature bank: none without one
 
 
 @dataclass
@@ -86,11 +87,12 @@ class ScoreConfig:
     restarts: int = 1  # iterative: starting points per sample; the best z is kept
     residual_norm: str = "l1"  # l1 (AnoGAN) | l2
     combination: str = "calibrated"  # calibrated (standardised on normal-validation) | anogan
-    # feature_knn: distance in D's feature space to the k nearest normal-training samples (docs/tuning.md)
+    # feature_knn: distance in D's feature space to the k nearest normal-training samples (docs/tuning.md);
+    # feature_maha: Mahalanobis distance in that space to a Gaussian fitted to the same bank (Ledoit-Wolf)
     weights: dict = field(default_factory=lambda: {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0,
                                                    "feature_knn": 2.5})
     knn_k: int = 5  # neighbours averaged by feature_knn
-    bank_size: int = 4096  # normal-training samples whose D features are kept in the run for feature_knn (0 = none)
+    bank_size: int = 4096  # normal-training samples whose D features the run keeps for feature_knn/maha (0 = none)
     threshold_quantile: float = 0.95  # threshold = this quantile of normal-validation anomaly scores
     batch_size: int = 256  # scoring batch size (memory bound)
     num_workers: int = 0  # DataLoader workers when reading image folders
@@ -277,8 +279,9 @@ def validate(cfg: Config) -> Config:
     )
     need(s.knn_k >= 1, "score.knn_k", "at least 1", s.knn_k)
     need(s.bank_size >= 0, "score.bank_size", "must be >= 0", s.bank_size)
-    need(s.bank_size > 0 or not s.weights.get("feature_knn"), "score.bank_size",
-         "above 0 while score.weights.feature_knn is above 0 (no bank, no feature_knn)", s.bank_size)
+    for c in BANK_COMPONENTS:
+        need(s.bank_size > 0 or not s.weights.get(c), "score.bank_size",
+             f"above 0 while score.weights.{c} is above 0 (no bank, no {c})", s.bank_size)
     need(0 < s.threshold_quantile < 1, "score.threshold_quantile", "in (0, 1)", s.threshold_quantile)
     need(s.batch_size >= 1, "score.batch_size", "at least 1", s.batch_size)
     need(s.num_workers >= 0, "score.num_workers", "must be >= 0", s.num_workers)

@@ -15,14 +15,14 @@ from typing import Iterable, Iterator, Optional
 import numpy as np
 import torch
 
-from anomgan.config import COMPONENTS, Config, ScoreConfig, config_from_dict, save_config
+from anomgan.config import BANK_COMPONENTS, COMPONENTS, Config, ScoreConfig, config_from_dict, save_config
 from anomgan.data.preprocess import Preprocessor, fit_preprocessor
 from anomgan.errors import ConfigError, DataError, NotFittedError, OutputError, RunError
 from anomgan.io import atomic_write_text
 from anomgan.progress import ProgressBar
 from anomgan.scoring.calibration import Calibration, calibration_key
 from anomgan.scoring.inversion import invert_latent, per_sample_feature_residual, per_sample_residual
-from anomgan.scoring.memory import bank_fingerprint, bank_indices, knn_distance
+from anomgan.scoring.memory import GaussianFit, bank_fingerprint, bank_indices, fit_gaussian, knn_distance, mahalanobis
 from anomgan.training.checkpoint import CHECKPOINT, load_checkpoint
 from anomgan.training.trainer import Trainer, build_seeded_models, dist_info, sample_grid
 
@@ -178,6 +178,7 @@ class AnoGAN:
         self.history_ = history
         self.feature_bank_: Optional[torch.Tensor] = None  # D features of normal-training samples (feature_knn)
         self._bank_memo: Optional[tuple] = None  # (bank, fingerprint) of the last bank calibrate() saw
+        self._gauss_memo: Optional[tuple] = None  # (bank, GaussianFit) for feature_maha, fitted once per bank
         self.calibrations_: dict = {}  # per inversion setting; a refit must not reuse the old model's
 
     # ------------------------------------------------------------------ persistence
@@ -228,6 +229,10 @@ class AnoGAN:
         bank = ckpt.get("feature_bank")  # absent in runs trained before feature_knn existed
         if isinstance(bank, torch.Tensor) and bank.ndim == 2 and len(bank):
             det.feature_bank_ = bank.to(dev, torch.float32)
+            gauss = ckpt.get("feature_gauss")  # absent in runs trained before feature_maha: fitted on first use
+            if isinstance(gauss, dict) and gauss.get("mean") is not None and gauss["mean"].shape == bank.shape[1:]:
+                det._gauss_memo = (det.feature_bank_, GaussianFit(mean=gauss["mean"].to(dev, torch.float32),
+                                                                  precision=gauss["precision"].to(dev, torch.float32)))
         det.calibrations_ = det._load_calibrations(run_dir)
         return det
 
@@ -251,7 +256,21 @@ class AnoGAN:
         bank = getattr(self, "feature_bank_", None)
         if bank is None:
             return {}
-        return {"feature_bank": (bank.half() if _fits_half(bank) else bank).cpu()}
+        state = {"feature_bank": (bank.half() if _fits_half(bank) else bank).cpu()}
+        gauss = self._gaussian()
+        if gauss is not None:  # float32: rounding a precision matrix can break its positive definiteness
+            state["feature_gauss"] = {"mean": gauss.mean.cpu(), "precision": gauss.precision.cpu()}
+        return state
+
+    def _gaussian(self) -> Optional[GaussianFit]:
+        """The ``feature_maha`` Gaussian of the current bank (None without a bank of 2+ rows), fitted once per bank."""
+        bank = self.feature_bank_
+        if bank is None or len(bank) < 2:
+            return None
+        memo = self._gauss_memo
+        if memo is None or memo[0] is not bank:
+            memo = self._gauss_memo = (bank, fit_gaussian(bank))
+        return memo[1]
 
     def fit_feature_bank(self, X: np.ndarray) -> "AnoGAN":
         """(Re)build the ``feature_knn`` memory bank from normal training samples ``X`` (source units), e.g.
@@ -319,7 +338,10 @@ class AnoGAN:
         return memo[1]
 
     def _available_components(self) -> tuple:
-        return tuple(c for c in COMPONENTS if c != "feature_knn" or self.feature_bank_ is not None)
+        bank = self.feature_bank_
+        if bank is None:
+            return tuple(c for c in COMPONENTS if c not in BANK_COMPONENTS)
+        return tuple(c for c in COMPONENTS if c != "feature_maha" or len(bank) >= 2)
 
     def _components_batch(self, x: torch.Tensor, s: ScoreConfig, keep_reconstructions: bool = False) -> dict:
         """Components of one preprocessed batch (B, ...) on the model's device -> dict of (B,) arrays
@@ -343,6 +365,9 @@ class AnoGAN:
         }
         if self.feature_bank_ is not None:
             out["feature_knn"] = knn_distance(f_x.float(), self.feature_bank_, s.knn_k).cpu().numpy()
+            gauss = self._gaussian()
+            if gauss is not None:
+                out["feature_maha"] = mahalanobis(f_x.float(), gauss).cpu().numpy()
         if keep_reconstructions:
             out["x_hat"] = x_hat.cpu()
         return out

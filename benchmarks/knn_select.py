@@ -1,4 +1,5 @@
-"""How much weight the ``feature_knn`` component gets, and how big its bank is: chosen without MNIST's test split.
+"""How much weight the bank components (``feature_knn``, ``feature_maha``) get, and how big the bank is: chosen
+without MNIST's test split.
 
     # digits: a different data set, test split of its one-class runs
     python benchmarks/knn_select.py --runs reports/benchmarks/digits-one-class-noknn.runs --config configs/digits.yaml \
@@ -7,6 +8,10 @@
     python benchmarks/knn_select.py --runs reports/benchmarks/mnist-cpu-one-class.runs --config configs/mnist.yaml \
         --data-root ../shared/data --pattern 'one-class-*-s0' --eval train-anomalies \
         --out reports/benchmarks/knn-select-mnist-val.csv
+    # feature_maha's weight, on all three seeds, the full bank only
+    python benchmarks/knn_select.py --runs reports/benchmarks/mnist-cpu-one-class.runs --config configs/mnist.yaml \
+        --data-root ../shared/data --eval train-anomalies --bank-sizes 4096 \
+        --out reports/benchmarks/bank-select-mnist-val.csv
 
 Both evaluations stay off MNIST's test split: ``train-anomalies`` scores the run's normal-validation samples
 (never trained on) against other classes drawn from the official *training* split (never seen by a one-class
@@ -33,6 +38,14 @@ WEIGHTS = {
     "d0.5-r1-f1-knn2.5 (default)": {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0, "feature_knn": 2.5},
     "r1-f1-knn1": {"residual": 1.0, "feature_residual": 1.0, "feature_knn": 1.0},
     "f1-knn1": {"feature_residual": 1.0, "feature_knn": 1.0},
+    # feature_maha: the same bank seen as one Gaussian (Ledoit-Wolf) instead of its nearest neighbours
+    "maha only": {"feature_maha": 1.0},
+    "knn1-maha1": {"feature_knn": 1.0, "feature_maha": 1.0},
+    "d0.5-r1-f1-maha2.5": {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0, "feature_maha": 2.5},
+    "d0.5-r1-f1-knn1.25-maha1.25": {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0, "feature_knn": 1.25,
+                                    "feature_maha": 1.25},
+    "d0.5-r1-f1-knn2.5-maha2.5": {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0, "feature_knn": 2.5,
+                                  "feature_maha": 2.5},
 }
 
 

@@ -115,6 +115,27 @@ def test_knn_distance_matches_brute_force_across_chunks(monkeypatch):
                           torch.cdist(f.double(), bank[:2].double()).mean(1), atol=1e-5)
 
 
+def test_mahalanobis_is_ledoit_wolf_and_weighs_rare_directions_more():
+    from sklearn.covariance import LedoitWolf
+
+    from anomgan.scoring.memory import fit_gaussian, mahalanobis
+
+    g = torch.Generator().manual_seed(0)
+    bank = torch.randn(400, 2, generator=g) * torch.tensor([10.0, 1.0]) + torch.tensor([5.0, -2.0])
+    fit = fit_gaussian(bank)
+    lw = LedoitWolf().fit(bank.double().numpy())
+    np.testing.assert_allclose(fit.precision.numpy(), lw.precision_, rtol=1e-5)
+    np.testing.assert_allclose(fit.mean.numpy(), lw.location_, rtol=1e-5)
+    pts = fit.mean + torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]])
+    d = mahalanobis(pts, fit)
+    want = np.sqrt(np.einsum("bi,ij,bj->b", (pts - fit.mean).double().numpy(), lw.precision_,
+                             (pts - fit.mean).double().numpy()))
+    np.testing.assert_allclose(d.double().numpy(), want, rtol=1e-4, atol=1e-6)
+    assert d[0] < 1e-3 and d[2] > 5 * d[1]  # 3 units off along the narrow axis is far; along the wide one, near
+    with pytest.raises(ValueError, match="2 bank rows"):
+        fit_gaussian(bank[:1])
+
+
 def test_bank_indices_are_a_seeded_subset():
     from anomgan.scoring.memory import bank_indices
 
@@ -152,9 +173,10 @@ def test_run_without_a_bank_scores_without_feature_knn_or_says_why(trained_run, 
         det.score_components(digits.x[:10])
     det.config_.score.weights = {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0}
     comps = det.score_components(digits.x[:10])
-    assert "feature_knn" not in comps and np.isfinite(comps["anomaly_score"]).all()
+    assert not {"feature_knn", "feature_maha"} & set(comps) and np.isfinite(comps["anomaly_score"]).all()
     det.fit_feature_bank(digits.x[digits.y == "0"][:60])  # rebuilt from normal data: back in the score
-    assert len(det.feature_bank_) == 60 and "feature_knn" in det.score_components(digits.x[:10])
+    comps = det.score_components(digits.x[:10])
+    assert len(det.feature_bank_) == 60 and {"feature_knn", "feature_maha"} <= set(comps)
 
 
 def test_fitted_and_reloaded_detectors_score_alike(digits, tmp_path):
@@ -164,8 +186,14 @@ def test_fitted_and_reloaded_detectors_score_alike(digits, tmp_path):
     det = AnoGAN(tiny_config(train__epochs=1, encoder__epochs=1), run_dir=tmp_path / "r").fit(x)
     again = AnoGAN.load(tmp_path / "r", device="cpu")
     assert again.feature_bank_.dtype == torch.float32 and torch.equal(again.feature_bank_, det.feature_bank_)
-    np.testing.assert_allclose(again.score_samples(digits.x[:20], "encoder"), det.score_samples(digits.x[:20], "encoder"),
-                               rtol=1e-6, atol=1e-9)
+    stored = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)["feature_gauss"]
+    assert torch.equal(stored["precision"], det._gaussian().precision)  # saved, not refitted at load
+    for name in ("anomaly_score", "feature_maha"):
+        np.testing.assert_allclose(again.score_components(digits.x[:20], "encoder")[name],
+                                   det.score_components(digits.x[:20], "encoder")[name], rtol=1e-6, atol=1e-9)
+    again._gauss_memo = None  # as a run saved before feature_maha: the Gaussian is fitted from the bank on use
+    np.testing.assert_allclose(again.score_components(digits.x[:20], "encoder")["feature_maha"],
+                               det.score_components(digits.x[:20], "encoder")["feature_maha"], rtol=1e-5)
 
 
 def test_calibration_follows_the_bank_it_was_measured_on(digits, tmp_path):

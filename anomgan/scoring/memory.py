@@ -1,4 +1,6 @@
-"""The ``feature_knn`` component: how far a sample lies from normal data in the discriminator's feature space.
+"""The bank components: how far a sample lies from normal data in the discriminator's feature space.
+
+``feature_knn`` is local (nearest neighbours), ``feature_maha`` global (one Gaussian); both read the same bank.
 
 After training, the critic's features of (up to ``score.bank_size``) normal-training samples are kept in the
 run as a memory bank. A sample's ``feature_knn`` is its mean Euclidean distance to its ``k`` nearest bank
@@ -10,7 +12,9 @@ the reconstruction terms do (docs/tuning.md).
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 BANK_CHUNK = 8192  # bank rows compared at once: bounds the (B, chunk) distance matrix
@@ -46,3 +50,33 @@ def bank_fingerprint(bank: torch.Tensor) -> str:
     precision when they fit it), so both hash alike; a bank too large for half precision hashes exactly too."""
     data = bank.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
     return hashlib.sha1(data).hexdigest()[:12]
+
+
+@dataclass
+class GaussianFit:
+    """Mean (F,) and precision (F, F) of a Gaussian fitted to a bank, float32 on the bank's device."""
+
+    mean: torch.Tensor
+    precision: torch.Tensor
+
+
+def fit_gaussian(bank: torch.Tensor) -> GaussianFit:
+    """A Gaussian fitted to the bank rows with Ledoit-Wolf shrinkage (scikit-learn, float64).
+
+    The shrinkage is set by the data (Ledoit & Wolf 2004), so the covariance stays well conditioned with more
+    features than samples and there is no knob to tune per data set.
+    """
+    from sklearn.covariance import LedoitWolf
+
+    if len(bank) < 2:
+        raise ValueError("a Gaussian needs at least 2 bank rows")
+    x = bank.detach().to("cpu", torch.float64).numpy()
+    lw = LedoitWolf(assume_centered=False).fit(x)
+    return GaussianFit(mean=torch.as_tensor(lw.location_, dtype=torch.float32).to(bank.device),
+                       precision=torch.as_tensor(np.asarray(lw.precision_), dtype=torch.float32).to(bank.device))
+
+
+def mahalanobis(features: torch.Tensor, fit: GaussianFit) -> torch.Tensor:
+    """Mahalanobis distance of each row of ``features`` (B, F) to the fitted Gaussian -> (B,)."""
+    d = features.float().to(fit.mean.device) - fit.mean
+    return ((d @ fit.precision) * d).sum(1).clamp_min(0).sqrt()
