@@ -90,7 +90,7 @@ class ScoreConfig:
     # feature_knn: distance in D's feature space to the k nearest normal-training samples (docs/tuning.md);
     # feature_maha: Mahalanobis distance in that space to a Gaussian fitted to the same bank (Ledoit-Wolf)
     weights: dict = field(default_factory=lambda: {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0,
-                                                   "feature_knn": 2.5})
+                                                   "feature_knn": 5.0, "feature_maha": 5.0})
     knn_k: int = 5  # neighbours averaged by feature_knn
     bank_size: int = 4096  # normal-training samples whose D features the run keeps for feature_knn/maha (0 = none)
     threshold_quantile: float = 0.95  # threshold = this quantile of normal-validation anomaly scores

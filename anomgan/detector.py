@@ -146,6 +146,7 @@ class AnoGAN:
         self.train_seconds_ = time.perf_counter() - start
         if trainer.rank == 0:
             self.feature_bank_ = self._feature_bank(x_train)
+            self._gaussian()
             self.calibrate()
             if run_dir is not None:
                 if pre.kind == "image":
@@ -273,11 +274,13 @@ class AnoGAN:
         return memo[1]
 
     def fit_feature_bank(self, X: np.ndarray) -> "AnoGAN":
-        """(Re)build the ``feature_knn`` memory bank from normal training samples ``X`` (source units), e.g.
-        for a run trained before the bank existed. Cached calibrations are dropped; ``save`` keeps the bank."""
+        """(Re)build the memory bank of ``feature_knn`` / ``feature_maha`` (and its Gaussian) from normal training
+        samples ``X`` (source units), e.g. for a run trained before the bank existed. Cached calibrations are
+        dropped; ``save`` keeps the bank."""
         self._check_fitted()
         x = self.preprocessor_.transform(self.preprocessor_.check(np.asarray(X, dtype=np.float32), "training data"))
         self.feature_bank_ = self._feature_bank(x)
+        self._gaussian()
         self.calibrations_ = {}
         return self
 

@@ -46,6 +46,8 @@ WEIGHTS = {
                                     "feature_maha": 1.25},
     "d0.5-r1-f1-knn2.5-maha2.5": {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0, "feature_knn": 2.5,
                                   "feature_maha": 2.5},
+    "d0.5-r1-f1-knn5-maha5": {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0, "feature_knn": 5.0,
+                              "feature_maha": 5.0},
 }
 
 

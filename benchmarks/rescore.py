@@ -1,13 +1,14 @@
 """Re-score the finished models of a benchmark with the current scoring (no retraining).
 
     python benchmarks/rescore.py --cases reports/benchmarks/mnist-cpu-one-class.csv --config configs/mnist.yaml \
-        --data-root ../shared/data --out reports/benchmarks/mnist-cpu-one-class-knn.csv
+        --data-root ../shared/data --out reports/benchmarks/mnist-cpu-one-class-maha.csv
 
 For each case of ``--cases`` (a CSV written by ``anomgan benchmark``), loads its final model from the
-``<cases>.runs/`` folder, builds the ``feature_knn`` bank from the case's normal-training split when the run
-predates it (the same samples a fresh run would keep: same split, same seeded subset), scores the test split
-once with the scoring settings of ``--config``, and writes a CSV in the benchmark's format. The models are the
-final ones of the original runs; ``train_seconds`` is theirs plus the time to build the bank.
+``<cases>.runs/`` folder, builds the feature bank (and its ``feature_maha`` Gaussian) from the case's
+normal-training split when the run predates it (the same samples a fresh run would keep: same split, same
+seeded subset), scores the test split once with the scoring settings of ``--config``, and writes a CSV in the
+benchmark's format. The models are the final ones of the original runs; ``train_seconds`` is theirs plus the
+time to build the bank and fit its Gaussian.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def main() -> None:
                "f1": overall.loc["anomaly_score", "f1"], "train_seconds": case["train_seconds"] + bank_seconds,
                "score_seconds": score_seconds, "rescored_from": args.cases.name}
         rows.append(row)
-        print(f"{run.name}: ROC-AUC {row['roc_auc']:.4f} (was {case['roc_auc']:.4f}; "
-              f"feature_knn alone {row['feature_knn_roc_auc']:.4f})", flush=True)
+        print(f"{run.name}: ROC-AUC {row['roc_auc']:.4f} (was {case['roc_auc']:.4f}; feature_knn alone "
+              f"{row['feature_knn_roc_auc']:.4f}, feature_maha alone {row['feature_maha_roc_auc']:.4f})", flush=True)
     out = pd.DataFrame(rows)
     out.to_csv(args.out, index=False)
     summarise(out).to_csv(args.out.with_name(f"{args.out.stem}.summary.csv"), index=False)
