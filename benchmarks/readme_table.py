@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from anomgan.config import COMPONENTS
+
 ROOT = Path(__file__).resolve().parents[1]
 B = ROOT / "reports" / "benchmarks"
 
@@ -24,9 +26,9 @@ def _pct(v: float) -> str:
     return f"{100 * v:.1f}"
 
 
-def one_class_table(path: Path, title: str, baseline: tuple[str, Path] | None = None, note: str = "") -> list[str]:
-    """Per-class table of a benchmark CSV; ``baseline`` = (label, CSV) adds the same cases' ROC-AUC of another
-    scoring of the same models as one more row."""
+def one_class_table(path: Path, title: str, baselines: tuple = (), note: str = "") -> list[str]:
+    """Per-class table of a benchmark CSV; each of ``baselines`` = (label, CSV) adds the ROC-AUC of another
+    scoring (or an earlier training) of the same cases as one more row; missing CSVs are left out."""
     cases = pd.read_csv(path, dtype={"normal_classes": str})
     g = cases.groupby("normal_classes", sort=False)
     seeds = sorted(cases.seed.unique())
@@ -41,14 +43,15 @@ def one_class_table(path: Path, title: str, baseline: tuple[str, Path] | None = 
              zip(g.roc_auc.mean(), g.roc_auc.std().fillna(0))]
     overall = f"**{100 * per_seed.mean():.2f}**" + (f" ± {_pct(per_seed.std())}" if len(seeds) > 1 else "")
     lines.append("| anomgan | " + " | ".join(cells) + f" | {overall} |")
-    if baseline is not None:
-        base = pd.read_csv(baseline[1], dtype={"normal_classes": str})
+    for label, base_path in baselines:
+        if not base_path.exists():
+            continue
+        base = pd.read_csv(base_path, dtype={"normal_classes": str})
         base = base[base.seed.isin(seeds)].groupby("normal_classes").roc_auc.mean().reindex(list(g.groups))
-        lines.append(f"| {baseline[0]} | " + " | ".join(_pct(v) for v in base) + f" | {100 * base.mean():.2f} |")
-    comps = [("d_score", "d_score_roc_auc"), ("residual", "residual_roc_auc"),
-             ("feature_residual", "feature_residual_roc_auc"), ("feature_knn", "feature_knn_roc_auc")]
-    for name, col in comps:
-        if col not in cases or cases[col].isna().all():  # runs from before feature_knn existed
+        lines.append(f"| {label} | " + " | ".join(_pct(v) for v in base) + f" | {100 * base.mean():.2f} |")
+    for name in COMPONENTS:
+        col = f"{name}_roc_auc"
+        if col not in cases or cases[col].isna().all():  # runs from before the component existed
             continue
         lines.append(f"| component: {name} | " + " | ".join(_pct(v) for v in g[col].mean()) +
                      f" | {_pct(cases[col].mean())} |")
@@ -75,15 +78,17 @@ def peers_lines(path: Path, label: str) -> list[str]:
 
 def main() -> None:
     out: list[str] = []
-    digits_base = B / "digits-one-class-noknn.csv"
     out += one_class_table(B / "digits-one-class.csv", "scikit-learn digits, `configs/digits.yaml`, 2-core CPU",
-                           baseline=("before feature_knn (seed 0 only)", digits_base) if digits_base.exists() else None)
+                           baselines=[("trained with weights 0.5/1/1/knn 2.5", B / "digits-one-class-knn.csv"),
+                                      ("before the bank (weights 0.5/1/1, seed 0 only)",
+                                       B / "digits-one-class-noknn.csv")])
     out += [""] + peers_lines(B / "peers-digits.csv", "digits")
-    mnist_cpu, mnist_knn = B / "mnist-cpu-one-class.csv", B / "mnist-cpu-one-class-knn.csv"
-    if mnist_knn.exists():
-        out += [""] + one_class_table(mnist_knn, "MNIST, `configs/mnist.yaml` (WGAN-GP, encoder, with `feature_knn`), "
-                                      "2-core CPU", baseline=("without feature_knn (weights 0.5/1/1)", mnist_cpu),
-                                      note=MNIST_TIMING)
+    mnist_cpu, mnist_maha = B / "mnist-cpu-one-class.csv", B / "mnist-cpu-one-class-maha.csv"
+    if mnist_maha.exists():
+        out += [""] + one_class_table(
+            mnist_maha, "MNIST, `configs/mnist.yaml` (WGAN-GP, encoder, weights 0.5/1/1/knn 5/maha 5), 2-core CPU",
+            baselines=[("same models, weights 0.5/1/1/knn 2.5", B / "mnist-cpu-one-class-knn.csv"),
+                       ("same models, no bank (weights 0.5/1/1)", mnist_cpu)], note=MNIST_TIMING)
     elif mnist_cpu.exists():
         out += [""] + one_class_table(mnist_cpu, "MNIST, `configs/mnist.yaml` (WGAN-GP, encoder), 2-core CPU")
     out += [""] + one_class_table(B / "mnist-one-class.csv",

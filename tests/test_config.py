@@ -60,11 +60,13 @@ def test_shipped_configs_load():
         build_config(p)
 
 
-def test_feature_knn_needs_a_bank():
+def test_bank_components_need_a_bank():
     from anomgan.config import build_config
     from anomgan.errors import ConfigError
 
     with pytest.raises(ConfigError, match="score.bank_size"):
         build_config(overrides=["score.bank_size=0"])
+    with pytest.raises(ConfigError, match="feature_maha"):
+        build_config(overrides=["score.bank_size=0", "score.weights={residual: 1.0, feature_maha: 1.0}"])
     cfg = build_config(overrides=["score.bank_size=0", "score.weights={residual: 1.0}"])
     assert cfg.score.bank_size == 0
