@@ -134,6 +134,13 @@ def test_mahalanobis_is_ledoit_wolf_and_weighs_rare_directions_more():
     assert d[0] < 1e-3 and d[2] > 5 * d[1]  # 3 units off along the narrow axis is far; along the wide one, near
     with pytest.raises(ValueError, match="2 bank rows"):
         fit_gaussian(bank[:1])
+    wide = torch.randn(30, 50, generator=g)  # more features than rows: shrinkage keeps it invertible
+    wide[:, 7] = 1.0  # and a feature that never varies
+    np.testing.assert_allclose(fit_gaussian(wide).precision.numpy(), LedoitWolf().fit(wide.double().numpy()).precision_,
+                               rtol=1e-4, atol=1e-6)
+    assert torch.isfinite(mahalanobis(torch.randn(4, 50, generator=g), fit_gaussian(wide))).all()
+    flat = fit_gaussian(torch.ones(10, 3))  # no variance at all: every sample is at distance 0, not NaN
+    assert torch.equal(mahalanobis(torch.randn(4, 3, generator=g), flat), torch.zeros(4))
 
 
 def test_bank_indices_are_a_seeded_subset():
