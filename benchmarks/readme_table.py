@@ -19,7 +19,9 @@ B = ROOT / "reports" / "benchmarks"
 # how the MNIST CPU cases shared the machine (from the session logs; docs/tuning.md)
 MNIST_TIMING = ("Seed 0 ran alone (245–297 s per digit); seed 1 and seed 2's digits 0, 1 and 3 shared the two cores "
                 "with other jobs; seed 2's digit 2 resumed after a restart, so its 44 s is only the rest of its run; "
-                "seed 2's digits 4–9, alone, took 224–330 s.")
+                "seed 2's digits 4–9, alone, took 224–330 s. These times add the bank and its Gaussian (9–22 s, "
+                "fitted with scikit-learn's full LedoitWolf at the time; the Cholesky path that ships takes about a "
+                "third of that).")
 
 
 def _pct(v: float) -> str:
@@ -79,7 +81,7 @@ def peers_lines(path: Path, label: str) -> list[str]:
 def main() -> None:
     out: list[str] = []
     out += one_class_table(B / "digits-one-class.csv", "scikit-learn digits, `configs/digits.yaml`, 2-core CPU",
-                           baselines=[("trained with weights 0.5/1/1/knn 2.5", B / "digits-one-class-knn.csv"),
+                           baselines=[("earlier run, weights 0.5/1/1/knn 2.5", B / "digits-one-class-knn.csv"),
                                       ("before the bank (weights 0.5/1/1, seed 0 only)",
                                        B / "digits-one-class-noknn.csv")])
     out += [""] + peers_lines(B / "peers-digits.csv", "digits")
