@@ -279,9 +279,10 @@ def validate(cfg: Config) -> Config:
     )
     need(s.knn_k >= 1, "score.knn_k", "at least 1", s.knn_k)
     need(s.bank_size >= 0, "score.bank_size", "must be >= 0", s.bank_size)
-    for c in BANK_COMPONENTS:
-        need(s.bank_size > 0 or not s.weights.get(c), "score.bank_size",
-             f"above 0 while score.weights.{c} is above 0 (no bank, no {c})", s.bank_size)
+    need(s.bank_size > 0 or not s.weights.get("feature_knn"), "score.bank_size",
+         "above 0 while score.weights.feature_knn is above 0 (no bank, no feature_knn)", s.bank_size)
+    need(s.bank_size >= 2 or not s.weights.get("feature_maha"), "score.bank_size",
+         "at least 2 while score.weights.feature_maha is above 0 (a Gaussian needs 2 rows)", s.bank_size)
     need(0 < s.threshold_quantile < 1, "score.threshold_quantile", "in (0, 1)", s.threshold_quantile)
     need(s.batch_size >= 1, "score.batch_size", "at least 1", s.batch_size)
     need(s.num_workers >= 0, "score.num_workers", "must be >= 0", s.num_workers)
