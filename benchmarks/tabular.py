@@ -25,20 +25,14 @@ from sklearn.preprocessing import StandardScaler
 
 from anomgan import AnoGAN
 from anomgan.config import COMPONENTS, build_config
+from knn_select import WEIGHTS as SELECT_WEIGHTS  # this script's folder is on sys.path
 
 TABLES = {"breast_cancer": (load_breast_cancer, 1), "wine": (load_wine, 0)}
-WEIGHTS = {  # the candidates of bank-select-mnist-val.csv; configs/tabular.yaml's are in the "default" column
-    "d0.5-r1-f1": {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0},
-    "d0.5-r1-f1-knn2.5": {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0, "feature_knn": 2.5},
-    "d0.5-r1-f1-maha2.5": {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0, "feature_maha": 2.5},
-    "d0.5-r1-f1-knn1.25-maha1.25": {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0, "feature_knn": 1.25,
-                                    "feature_maha": 1.25},
-    "d0.5-r1-f1-knn2.5-maha2.5": {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0, "feature_knn": 2.5,
-                                  "feature_maha": 2.5},
-    "d0.5-r1-f1-knn5-maha5": {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0, "feature_knn": 5.0,
-                              "feature_maha": 5.0},
-    "knn1-maha1": {"feature_knn": 1.0, "feature_maha": 1.0},
-}
+# the candidates of the bank weight study (knn_select.py), labelled without its "(default)" notes;
+# configs/tabular.yaml's own weights are the "default" column
+CANDIDATES = ("d0.5-r1-f1", "d0.5-r1-f1-knn2.5", "d0.5-r1-f1-maha2.5", "d0.5-r1-f1-knn1.25-maha1.25",
+              "d0.5-r1-f1-knn2.5-maha2.5", "d0.5-r1-f1-knn5-maha5", "knn1-maha1")
+WEIGHTS = {label.split(" (")[0]: w for label, w in SELECT_WEIGHTS.items() if label.split(" (")[0] in CANDIDATES}
 
 
 def peers(train: np.ndarray, test: np.ndarray, seed: int) -> dict:
