@@ -178,8 +178,7 @@ class AnoGAN:
         self.calibration_x_ = x_val
         self.history_ = history
         self.feature_bank_: Optional[torch.Tensor] = None  # D features of normal-training samples (feature_knn)
-        self._bank_memo: Optional[tuple] = None  # (bank, fingerprint) of the last bank calibrate() saw
-        self._gauss_memo: Optional[tuple] = None  # (bank, GaussianFit) for feature_maha, fitted once per bank
+        self._bank_memo: Optional[tuple] = None  # (bank, {name: value}): what _bank_derived computed from that bank
         self.calibrations_: dict = {}  # per inversion setting; a refit must not reuse the old model's
 
     # ------------------------------------------------------------------ persistence
@@ -232,8 +231,8 @@ class AnoGAN:
             det.feature_bank_ = bank.to(dev, torch.float32)
             gauss = ckpt.get("feature_gauss")  # absent in runs trained before feature_maha: fitted on first use
             if isinstance(gauss, dict) and gauss.get("mean") is not None and gauss["mean"].shape == bank.shape[1:]:
-                det._gauss_memo = (det.feature_bank_, GaussianFit(mean=gauss["mean"].to(dev, torch.float32),
-                                                                  precision=gauss["precision"].to(dev, torch.float32)))
+                det._bank_memo = (det.feature_bank_, {"gaussian": GaussianFit(
+                    mean=gauss["mean"].to(dev, torch.float32), precision=gauss["precision"].to(dev, torch.float32))})
         det.calibrations_ = det._load_calibrations(run_dir)
         return det
 
@@ -268,10 +267,17 @@ class AnoGAN:
         bank = self.feature_bank_
         if bank is None or len(bank) < 2:
             return None
-        memo = self._gauss_memo
-        if memo is None or memo[0] is not bank:
-            memo = self._gauss_memo = (bank, fit_gaussian(bank))
-        return memo[1]
+        return self._bank_derived("gaussian", fit_gaussian)
+
+    def _bank_derived(self, name: str, compute):
+        """``compute(bank)`` for the current bank, computed once per bank object (a new bank starts afresh)."""
+        bank = self.feature_bank_
+        if self._bank_memo is None or self._bank_memo[0] is not bank:
+            self._bank_memo = (bank, {})
+        cache = self._bank_memo[1]
+        if name not in cache:
+            cache[name] = compute(bank)
+        return cache[name]
 
     def fit_feature_bank(self, X: np.ndarray) -> "AnoGAN":
         """(Re)build the memory bank of ``feature_knn`` / ``feature_maha`` (and its Gaussian) from normal training
@@ -332,13 +338,9 @@ class AnoGAN:
 
     def _bank_tag(self) -> str:
         """Fingerprint of the current bank ("" without one), remembered per bank object."""
-        bank = self.feature_bank_
-        if bank is None:
+        if self.feature_bank_ is None:
             return ""
-        memo = self._bank_memo
-        if memo is None or memo[0] is not bank:
-            memo = self._bank_memo = (bank, bank_fingerprint(bank))
-        return memo[1]
+        return self._bank_derived("fingerprint", bank_fingerprint)
 
     def _available_components(self) -> tuple:
         bank = self.feature_bank_

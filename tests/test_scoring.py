@@ -198,7 +198,7 @@ def test_fitted_and_reloaded_detectors_score_alike(digits, tmp_path):
     for name in ("anomaly_score", "feature_maha"):
         np.testing.assert_allclose(again.score_components(digits.x[:20], "encoder")[name],
                                    det.score_components(digits.x[:20], "encoder")[name], rtol=1e-6, atol=1e-9)
-    again._gauss_memo = None  # as a run saved before feature_maha: the Gaussian is fitted from the bank on use
+    again._bank_memo = None  # as a run saved before feature_maha: the Gaussian is fitted from the bank on use
     np.testing.assert_allclose(again.score_components(digits.x[:20], "encoder")["feature_maha"],
                                det.score_components(digits.x[:20], "encoder")["feature_maha"], rtol=1e-5)
 
