@@ -22,8 +22,8 @@ from anomgan.errors import ConfigError
 LOSSES = ("ns", "minimax", "wgan-gp", "hinge")
 METHODS = ("encoder", "iterative", "hybrid")
 COMBINATIONS = ("calibrated", "anogan")
-COMPONENTS = ("d_score", "residual", "feature_residual", "feature_knn", "feature_maha")
-BANK_COMPONENTS = ("feature_knn", "feature_maha")  # read the feature bank: none without one
+COMPONENTS = ("d_score", "residual", "feature_residual", "feature_knn", "feature_maha", "layer_maha")
+BANK_COMPONENTS = ("feature_knn", "feature_maha", "layer_maha")  # read the feature bank: none without one
 
 
 @dataclass
@@ -281,8 +281,9 @@ def validate(cfg: Config) -> Config:
     need(s.bank_size >= 0, "score.bank_size", "must be >= 0", s.bank_size)
     need(s.bank_size > 0 or not s.weights.get("feature_knn"), "score.bank_size",
          "above 0 while score.weights.feature_knn is above 0 (no bank, no feature_knn)", s.bank_size)
-    need(s.bank_size >= 2 or not s.weights.get("feature_maha"), "score.bank_size",
-         "at least 2 while score.weights.feature_maha is above 0 (a Gaussian needs 2 rows)", s.bank_size)
+    for name in ("feature_maha", "layer_maha"):
+        need(s.bank_size >= 2 or not s.weights.get(name), "score.bank_size",
+             f"at least 2 while score.weights.{name} is above 0 (a Gaussian needs 2 rows)", s.bank_size)
     need(0 < s.threshold_quantile < 1, "score.threshold_quantile", "in (0, 1)", s.threshold_quantile)
     need(s.batch_size >= 1, "score.batch_size", "at least 1", s.batch_size)
     need(s.num_workers >= 0, "score.num_workers", "must be >= 0", s.num_workers)

@@ -132,7 +132,7 @@ class AnoGAN:
         if ckpt is not None and ckpt["model_args"] != model_args:
             raise RunError(f"{run_dir}: checkpoint was trained with model {ckpt['model_args']}, the config asks for "
                            f"{model_args}; use the run's own config or --force to restart")
-        self.feature_bank_ = None  # a refit must not checkpoint the previous model's bank
+        self.feature_bank_, self.layer_gauss_ = None, None  # a refit must not checkpoint the previous model's bank
         extra = lambda: {"preprocessor": pre.to_dict(), "calibration_x": x_val.cpu(),  # noqa: E731
                          **self._bank_state()}
         trainer = Trainer(cfg, model_args, x_train, device, run_dir, self.verbose,
@@ -145,8 +145,7 @@ class AnoGAN:
                     x_val.cpu(), trainer.state.history, device)
         self.train_seconds_ = time.perf_counter() - start
         if trainer.rank == 0:
-            self.feature_bank_ = self._feature_bank(x_train)
-            self._gaussian()
+            self._build_bank(x_train)
             self.calibrate()
             if run_dir is not None:
                 if pre.kind == "image":
@@ -178,6 +177,7 @@ class AnoGAN:
         self.calibration_x_ = x_val
         self.history_ = history
         self.feature_bank_: Optional[torch.Tensor] = None  # D features of normal-training samples (feature_knn)
+        self.layer_gauss_: Optional[list] = None  # one GaussianFit per D layer, fitted to the same samples (layer_maha)
         self._bank_memo: Optional[tuple] = None  # (bank, {name: value}): what _bank_derived computed from that bank
         self.calibrations_: dict = {}  # per inversion setting; a refit must not reuse the old model's
 
@@ -233,24 +233,36 @@ class AnoGAN:
             if isinstance(gauss, dict) and gauss.get("mean") is not None and gauss["mean"].shape == bank.shape[1:]:
                 det._bank_memo = (det.feature_bank_, {"gaussian": GaussianFit(
                     mean=gauss["mean"].to(dev, torch.float32), precision=gauss["precision"].to(dev, torch.float32))})
+            layers = ckpt.get("layer_gauss")  # absent in runs saved before layer_maha: fit_feature_bank adds it
+            if isinstance(layers, list) and layers and all(isinstance(g, dict) for g in layers):
+                det.layer_gauss_ = [GaussianFit(mean=g["mean"].to(dev, torch.float32),
+                                                precision=g["precision"].to(dev, torch.float32)) for g in layers]
         det.calibrations_ = det._load_calibrations(run_dir)
         return det
 
-    # ------------------------------------------------------------------ feature bank (feature_knn)
-    def _feature_bank(self, x: torch.Tensor) -> Optional[torch.Tensor]:
-        """D features of up to ``score.bank_size`` preprocessed normal-training samples (None if size 0)."""
+    # ------------------------------------------------------------------ feature bank (feature_knn, maha, layers)
+    def _build_bank(self, x: torch.Tensor) -> None:
+        """From up to ``score.bank_size`` preprocessed normal-training samples: their D features (the bank of
+        ``feature_knn`` / ``feature_maha``, and its Gaussian) and one Gaussian per D layer of their coarse
+        activations (``layer_maha``). Nothing with size 0; no Gaussian from fewer than 2 samples."""
+        self.feature_bank_, self.layer_gauss_ = None, None
         s = self.config_.score
         if s.bank_size == 0:
-            return None
+            return
         idx = bank_indices(len(x), s.bank_size, self.config_.train.seed)
-        parts = []
+        parts, layer_parts = [], []
         with torch.no_grad():
             for i in range(0, len(idx), s.batch_size):
-                parts.append(self.discriminator_.features(x[idx[i:i + s.batch_size]].to(self.device_)).float())
+                _, f, layers = self.discriminator_.forward_with_layers(x[idx[i:i + s.batch_size]].to(self.device_))
+                parts.append(f.float())
+                layer_parts.append([h.float() for h in layers])
         bank = torch.cat(parts)
         # kept at half precision (half the run's size) unless a feature would overflow it; rounded here already,
         # so a detector scores the same before and after save/load
-        return bank.half().float() if _fits_half(bank) else bank
+        self.feature_bank_ = bank.half().float() if _fits_half(bank) else bank
+        self._gaussian()
+        if len(bank) >= 2:
+            self.layer_gauss_ = [fit_gaussian(torch.cat(layer)) for layer in zip(*layer_parts)]
 
     def _bank_state(self) -> dict:
         bank = getattr(self, "feature_bank_", None)
@@ -260,6 +272,8 @@ class AnoGAN:
         gauss = self._gaussian()
         if gauss is not None:  # float32: rounding a precision matrix can break its positive definiteness
             state["feature_gauss"] = {"mean": gauss.mean.cpu(), "precision": gauss.precision.cpu()}
+        if self.layer_gauss_ is not None:
+            state["layer_gauss"] = [{"mean": g.mean.cpu(), "precision": g.precision.cpu()} for g in self.layer_gauss_]
         return state
 
     def _gaussian(self) -> Optional[GaussianFit]:
@@ -285,8 +299,7 @@ class AnoGAN:
         dropped; ``save`` keeps the bank."""
         self._check_fitted()
         x = self.preprocessor_.transform(self.preprocessor_.check(np.asarray(X, dtype=np.float32), "training data"))
-        self.feature_bank_ = self._feature_bank(x)
-        self._gaussian()
+        self._build_bank(x)
         self.calibrations_ = {}
         return self
 
@@ -346,7 +359,8 @@ class AnoGAN:
         bank = self.feature_bank_
         if bank is None:
             return tuple(c for c in COMPONENTS if c not in BANK_COMPONENTS)
-        return tuple(c for c in COMPONENTS if c != "feature_maha" or len(bank) >= 2)
+        return tuple(c for c in COMPONENTS if (c != "feature_maha" or len(bank) >= 2)
+                     and (c != "layer_maha" or self.layer_gauss_ is not None))
 
     def _components_batch(self, x: torch.Tensor, s: ScoreConfig, keep_reconstructions: bool = False) -> dict:
         """Components of one preprocessed batch (B, ...) on the model's device -> dict of (B,) arrays
@@ -354,8 +368,11 @@ class AnoGAN:
         x = x.to(self.device_)
         amp = s.amp and self.device_.type == "cuda"
         with torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext():
-            with torch.no_grad():
-                d_out, f_x = self.discriminator_.forward_with_features(x)  # one D pass serves d_score and inversion
+            with torch.no_grad():  # one D pass serves d_score, inversion and layer_maha
+                if self.layer_gauss_ is not None:
+                    d_out, f_x, layers = self.discriminator_.forward_with_layers(x)
+                else:
+                    (d_out, f_x), layers = self.discriminator_.forward_with_features(x), None
             res = invert_latent(x, self.generator_, self.discriminator_, self.encoder_, s.method, steps=s.steps,
                                 refine_steps=s.refine_steps, lr=s.lr, lam=s.lam, restarts=s.restarts,
                                 norm=s.residual_norm, seed=self.config_.train.seed, z_dim=self.model_args_["z_dim"],
@@ -373,6 +390,9 @@ class AnoGAN:
             gauss = self._gaussian()
             if gauss is not None:
                 out["feature_maha"] = mahalanobis(f_x.float(), gauss).cpu().numpy()
+        if layers is not None:  # squared distance over dimension: its mean under each layer's Gaussian, so layers add
+            out["layer_maha"] = sum(mahalanobis(h.float(), g) ** 2 / h.shape[1]
+                                    for h, g in zip(layers, self.layer_gauss_)).cpu().numpy()
         if keep_reconstructions:
             out["x_hat"] = x_hat.cpu()
         return out

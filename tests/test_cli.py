@@ -54,7 +54,7 @@ def test_train_generate_score_end_to_end(tmp_path, digits):
     assert res.exit_code == 0, res.output
     frame = pd.read_csv(out)
     assert list(frame.columns) == ["id", "d_score", "residual", "feature_residual", "feature_knn", "feature_maha",
-                                   "anomaly_score", "threshold", "is_anomaly"]
+                                   "layer_maha", "anomaly_score", "threshold", "is_anomaly"]
     assert len(frame) == 10 and frame.id.tolist() == list(range(10))
     assert (tmp_path / "rec" / "top_anomalies.png").stat().st_size > 0
     # existing output is never overwritten without --force

@@ -68,6 +68,8 @@ def test_bank_components_need_a_bank():
         build_config(overrides=["score.bank_size=0"])
     with pytest.raises(ConfigError, match="feature_maha"):
         build_config(overrides=["score.bank_size=1", "score.weights={residual: 1.0, feature_maha: 1.0}"])
+    with pytest.raises(ConfigError, match="layer_maha"):
+        build_config(overrides=["score.bank_size=1", "score.weights={residual: 1.0, layer_maha: 1.0}"])
     assert build_config(overrides=["score.bank_size=1", "score.weights={feature_knn: 1.0}"]).score.bank_size == 1
     cfg = build_config(overrides=["score.bank_size=0", "score.weights={residual: 1.0}"])
     assert cfg.score.bank_size == 0

@@ -16,6 +16,13 @@ def test_conv_shapes(size, channels):
     assert logit.shape == (3,) and feats.dim() == 2 and feats.shape[0] == 3
     assert torch.equal(d.features(x), feats)
     assert e(x).shape == (3, 5)
+    # the one-pass layer view agrees with the plain pass; each layer is averaged to 2x2: 4 values per channel
+    logit2, feats2, layers = d.forward_with_layers(x)
+    assert torch.allclose(logit2, logit) and torch.equal(feats2, feats)
+    assert [h.shape for h in layers] == [(3, 4 * 4 * 2 ** i) for i in range(len(layers))]
+    assert len(layers) == size.bit_length() - 2  # one layer at full size, then one per halving down to 4x4
+    assert torch.allclose(layers[0][:, :4], torch.nn.functional.adaptive_avg_pool2d(
+        d.trunk.body[1](d.trunk.body[0](x)), 2)[:, 0].flatten(1))  # channel 0's four quadrant means come first
 
 
 def test_mlp_shapes():
@@ -23,6 +30,8 @@ def test_mlp_shapes():
                             "n_features": 7})
     x = g(torch.randn(5, 4))
     assert x.shape == (5, 7) and d(x).shape == (5,) and d.features(x).shape == (5, 16) and e(x).shape == (5, 4)
+    _, feats, layers = d.forward_with_layers(x)  # tables: every hidden layer whole, the last one is f(x)
+    assert [h.shape for h in layers] == [(5, 16), (5, 16)] and torch.equal(layers[-1], feats)
 
 
 def test_unsupported_size():

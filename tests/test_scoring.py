@@ -195,12 +195,37 @@ def test_fitted_and_reloaded_detectors_score_alike(digits, tmp_path):
     assert again.feature_bank_.dtype == torch.float32 and torch.equal(again.feature_bank_, det.feature_bank_)
     stored = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)["feature_gauss"]
     assert torch.equal(stored["precision"], det._gaussian().precision)  # saved, not refitted at load
-    for name in ("anomaly_score", "feature_maha"):
+    for name in ("anomaly_score", "feature_maha", "layer_maha"):
         np.testing.assert_allclose(again.score_components(digits.x[:20], "encoder")[name],
                                    det.score_components(digits.x[:20], "encoder")[name], rtol=1e-6, atol=1e-9)
     again._bank_memo = None  # as a run saved before feature_maha: the Gaussian is fitted from the bank on use
     np.testing.assert_allclose(again.score_components(digits.x[:20], "encoder")["feature_maha"],
                                det.score_components(digits.x[:20], "encoder")["feature_maha"], rtol=1e-5)
+
+
+def test_layer_maha_is_kept_in_the_run_and_tells_normal_from_noise(det, trained_run, digits):
+    from anomgan.errors import RunError
+    from anomgan.runs import load_data, split_data
+
+    stored = torch.load(trained_run / "checkpoint.pt", weights_only=True)["layer_gauss"]
+    assert len(stored) == len(det.layer_gauss_) >= 2  # one Gaussian per D layer, saved in the run
+    assert all(torch.equal(s["precision"], g.precision) for s, g in zip(stored, det.layer_gauss_))
+    cfg = det.config_
+    train_x = load_data(cfg).x[split_data(cfg, load_data(cfg)).train]
+    normal = det.score_components(train_x[:40], "encoder")["layer_maha"]
+    noise = det.score_components(np.random.default_rng(0).random((40, 1, 8, 8)).astype(np.float32),
+                                 "encoder")["layer_maha"]
+    assert np.isfinite(normal).all() and normal.min() >= 0 and np.median(noise) > 3 * np.median(normal)
+    # a run saved before layer_maha: no such component, a clear error if weighted, back after fit_feature_bank
+    old = AnoGAN.load(trained_run, device="cpu")
+    old.layer_gauss_, old.calibrations_ = None, {}
+    assert "layer_maha" not in old.score_components(digits.x[:5], "encoder")
+    old.config_.score.weights = {"residual": 1.0, "layer_maha": 1.0}
+    old.calibrations_ = {}
+    with pytest.raises(RunError, match="layer_maha.*fit_feature_bank"):
+        old.score_components(digits.x[:5], "encoder")
+    old.fit_feature_bank(train_x)
+    np.testing.assert_allclose(old.score_components(train_x[:40], "encoder")["layer_maha"], normal, rtol=1e-5)
 
 
 def test_calibration_follows_the_bank_it_was_measured_on(digits, tmp_path):

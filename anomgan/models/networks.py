@@ -89,6 +89,22 @@ class _Discriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with_features(x)[0]
 
+    def forward_with_layers(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """(logit (B,), f(x) (B, F), coarse activations of every trunk layer) in one pass.
+
+        The layers are the outputs of the trunk's nonlinearities, each averaged to a 2x2 grid (images: one value
+        per channel and quadrant, (B, 4 * C_i)) or taken whole (tables, (B, width)): ``layer_maha``'s input.
+        """
+        body = getattr(self.trunk, "body", self.trunk)  # conv trunks wrap their Sequential, MLP trunks are one
+        h = _channels_last(x) if x.ndim == 4 else x
+        layers = []
+        for m in body:
+            h = m(h)
+            if isinstance(m, nn.LeakyReLU):
+                layers.append(nn.functional.adaptive_avg_pool2d(h, 2).flatten(1) if h.ndim == 4 else h.clone())
+        f = h.flatten(1)
+        return self.head(f).squeeze(1), f, layers
+
 
 class ConvDiscriminator(_Discriminator):
     """x (B, C, S, S) -> logit (B,); ``features(x)`` -> (B, F)."""

@@ -38,8 +38,8 @@ class Calibration:
             if w:
                 if c not in components or c not in self.val_components:
                     raise RunError(f"score.weights gives '{c}' weight {w:g}, but this run has no {c} values (a run "
-                                   f"trained before the feature bank existed, or with score.bank_size 0): set "
-                                   f"score.weights.{c} to 0 or retrain")
+                                   f"saved before {c} existed, or with score.bank_size 0): set score.weights.{c} "
+                                   f"to 0, retrain, or rebuild its bank with AnoGAN.fit_feature_bank")
                 mean, std = self.stats(c)
                 out += w * (np.asarray(components[c], dtype=np.float64) - mean) / std
         return out / total

@@ -1,6 +1,8 @@
 """The bank components: how far a sample lies from normal data in the discriminator's feature space.
 
 ``feature_knn`` is local (nearest neighbours), ``feature_maha`` global (one Gaussian); both read the same bank.
+``layer_maha`` looks at the same samples layer by layer: one Gaussian per layer of the critic, fitted to its
+activations averaged to a coarse 2x2 grid, the squared distances divided by their dimension and summed.
 
 After training, the critic's features of (up to ``score.bank_size``) normal-training samples are kept in the
 run as a memory bank. A sample's ``feature_knn`` is its mean Euclidean distance to its ``k`` nearest bank
