@@ -88,11 +88,12 @@ class ScoreConfig:
     residual_norm: str = "l1"  # l1 (AnoGAN) | l2
     combination: str = "calibrated"  # calibrated (standardised on normal-validation) | anogan
     # feature_knn: distance in D's feature space to the k nearest normal-training samples (docs/tuning.md);
-    # feature_maha: Mahalanobis distance in that space to a Gaussian fitted to the same bank (Ledoit-Wolf)
+    # feature_maha: Mahalanobis distance in that space to a Gaussian fitted to the same bank (Ledoit-Wolf);
+    # layer_maha: the same samples seen by every D layer, coarsely pooled, one Gaussian per layer
     weights: dict = field(default_factory=lambda: {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0,
-                                                   "feature_knn": 5.0, "feature_maha": 5.0})
+                                                   "feature_knn": 5.0, "layer_maha": 10.0})
     knn_k: int = 5  # neighbours averaged by feature_knn
-    bank_size: int = 4096  # normal-training samples whose D features the run keeps for feature_knn/maha (0 = none)
+    bank_size: int = 4096  # normal-training samples whose D features the run keeps for the bank components (0 = none)
     threshold_quantile: float = 0.95  # threshold = this quantile of normal-validation anomaly scores
     batch_size: int = 256  # scoring batch size (memory bound)
     num_workers: int = 0  # DataLoader workers when reading image folders

@@ -1,4 +1,4 @@
-"""How much weight the bank components (``feature_knn``, ``feature_maha``) get, and how big the bank is: chosen
+"""How much weight the bank components (``feature_knn``, ``feature_maha``, ``layer_maha``) get, and how big the bank is: chosen
 without MNIST's test split.
 
     # digits: a different data set, test split of its one-class runs
@@ -12,6 +12,12 @@ without MNIST's test split.
     python benchmarks/knn_select.py --runs reports/benchmarks/mnist-cpu-one-class.runs --config configs/mnist.yaml \
         --data-root ../shared/data --eval train-anomalies --bank-sizes 4096 \
         --out reports/benchmarks/bank-select-mnist-val.csv
+    # layer_maha's weight: the shipped 6-epoch models, all three seeds; and on digits
+    python benchmarks/knn_select.py --runs reports/benchmarks/mnist-cpu-e6.runs --config configs/mnist.yaml \
+        --data-root ../shared/data --eval train-anomalies --bank-sizes 4096 \
+        --out reports/benchmarks/layer-select-mnist-val.csv
+    python benchmarks/knn_select.py --runs reports/benchmarks/digits-one-class.runs --config configs/digits.yaml \
+        --eval test --bank-sizes 4096 --out reports/benchmarks/layer-select-digits.csv
 
 Both evaluations stay off MNIST's test split: ``train-anomalies`` scores the run's normal-validation samples
 (never trained on) against other classes drawn from the official *training* split (never seen by a one-class
@@ -48,6 +54,15 @@ WEIGHTS = {
                                   "feature_maha": 2.5},
     "d0.5-r1-f1-knn5-maha5": {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0, "feature_knn": 5.0,
                               "feature_maha": 5.0},
+    # layer_maha: one Gaussian per D layer of 2x2-pooled activations (benchmarks/maha_layers.py found it)
+    "layer only": {"layer_maha": 1.0},
+    "knn1-layer1": {"feature_knn": 1.0, "layer_maha": 1.0},
+    "d0.5-r1-f1-knn5-layer5": {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0, "feature_knn": 5.0,
+                               "layer_maha": 5.0},
+    "d0.5-r1-f1-knn5-layer10": {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0, "feature_knn": 5.0,
+                                "layer_maha": 10.0},
+    "d0.5-r1-f1-knn5-maha5-layer10": {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0, "feature_knn": 5.0,
+                                      "feature_maha": 5.0, "layer_maha": 10.0},
 }
 
 

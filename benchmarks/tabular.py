@@ -31,7 +31,8 @@ TABLES = {"breast_cancer": (load_breast_cancer, 1), "wine": (load_wine, 0)}
 # the candidates of the bank weight study (knn_select.py), labelled without its "(default)" notes;
 # configs/tabular.yaml's own weights are the "default" column
 CANDIDATES = ("d0.5-r1-f1", "d0.5-r1-f1-knn2.5", "d0.5-r1-f1-maha2.5", "d0.5-r1-f1-knn1.25-maha1.25",
-              "d0.5-r1-f1-knn2.5-maha2.5", "d0.5-r1-f1-knn5-maha5", "knn1-maha1")
+              "d0.5-r1-f1-knn2.5-maha2.5", "d0.5-r1-f1-knn5-maha5", "knn1-maha1", "layer only", "knn1-layer1",
+              "d0.5-r1-f1-knn5-layer5", "d0.5-r1-f1-knn5-layer10", "d0.5-r1-f1-knn5-maha5-layer10")
 WEIGHTS = {label.split(" (")[0]: w for label, w in SELECT_WEIGHTS.items() if label.split(" (")[0] in CANDIDATES}
 
 
