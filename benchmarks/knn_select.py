@@ -16,7 +16,7 @@ without MNIST's test split.
     python benchmarks/knn_select.py --runs reports/benchmarks/mnist-cpu-e6.runs --config configs/mnist.yaml \
         --data-root ../shared/data --eval train-anomalies --bank-sizes 4096 \
         --out reports/benchmarks/layer-select-mnist-val.csv
-    python benchmarks/knn_select.py --runs reports/benchmarks/digits-one-class.runs --config configs/digits.yaml \
+    python benchmarks/knn_select.py --runs reports/benchmarks/digits-one-class-maha.runs --config configs/digits.yaml \
         --eval test --bank-sizes 4096 --out reports/benchmarks/layer-select-digits.csv
 
 Both evaluations stay off MNIST's test split: ``train-anomalies`` scores the run's normal-validation samples

@@ -1,6 +1,6 @@
 """Which of D's layers ``feature_maha``'s Gaussian should see: the last one (shipped) or several, pooled.
 
-    python benchmarks/maha_layers.py --runs reports/benchmarks/mnist-cpu-one-class.runs --pattern 'one-class-*-s0' \
+    python benchmarks/maha_layers.py --runs reports/benchmarks/mnist-cpu-e6.runs --pattern 'one-class-*' \
         --config configs/mnist.yaml --data-root ../shared/data --out reports/benchmarks/maha-layers-mnist-val.csv
 
 Off MNIST's test split, as ``knn_select.py --eval train-anomalies``: each run's normal-validation images against
@@ -9,8 +9,9 @@ Off MNIST's test split, as ``knn_select.py --eval train-anomalies``: each run's 
 ``feature_maha`` and scores by Mahalanobis distance. ``L<i>_gap`` is the i-th LeakyReLU output of D's trunk
 averaged over space (one value per channel), ``L<i>_pool<p>`` the same pooled to p x p (``pool4`` of the last
 layer is ``feature_maha`` itself). Sums add z-scores from the normal-validation part, as the ``calibrated``
-combination does; "default" is the shipped weighting (0.5 / 1 / 1 / knn 5 / maha 5) and "default, maha ->" puts
-a candidate in ``feature_maha``'s place with the same weight. The idea is the per-layer Gaussian of Rippel et
+combination does; "default" is the weighting of the time (0.5 / 1 / 1 / knn 5 / maha 5) and "default, maha ->"
+puts a candidate in ``feature_maha``'s place with the same weight. ``all layers pool2 (sum d^2/dim)`` is what
+became ``layer_maha``. The idea is the per-layer Gaussian of Rippel et
 al. (2020), which sums Mahalanobis distances over the layers of a pretrained classifier; here the layers are
 those of the GAN's own critic.
 """
