@@ -3,7 +3,8 @@
     python benchmarks/score_speed.py --run runs/m3 --data-root ../shared/data --n 256 \
         --out reports/benchmarks/score_speed.csv
 
-Uses a balanced subset of the run's test split (half normal, half anomalous) so the 500-step iterative
+``--config`` scores with that config's ``score.*`` settings instead of the run's own, rebuilding the run's bank
+(not timed) when it predates a bank component, as ``rescore.py`` does. Uses a balanced subset of the run's test split (half normal, half anomalous) so the 500-step iterative
 inversion stays affordable on a CPU; every method scores exactly the same samples.
 """
 
@@ -30,6 +31,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=256, help="samples (balanced normal/anomalous)")
     ap.add_argument("--iterative-steps", type=int, default=500)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--config", default=None, help="score with this config's score.* settings (default: the run's)")
     ap.add_argument("--repeats", type=int, default=5, help="timings per method (median), while under 10 s")
     ap.add_argument("--out", type=Path, default=Path("reports/benchmarks/score_speed.csv"))
     args = ap.parse_args()
@@ -40,6 +42,12 @@ def main() -> None:
         cfg.data.root = args.data_root
     ds = load_data(cfg)
     splits = split_data(cfg, ds)
+    if args.config:
+        from anomgan.config import build_config
+
+        cfg.score = build_config(args.config).score
+        if det.feature_bank_ is None or det.layer_gauss_ is None:
+            det.fit_feature_bank(ds.x[splits.train])
     target = splits.test_targets(ds)
     rng = np.random.default_rng(0)
     half = args.n // 2
