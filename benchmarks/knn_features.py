@@ -14,18 +14,14 @@ alone and in the default combination (weights 0.5 / 1 / 1 / 2.5).
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
 from anomgan import AnoGAN
-from anomgan.config import build_config
-from anomgan.runs import load_data, split_data
 from anomgan.scoring.memory import bank_indices, knn_distance
-from knn_select import eval_set  # the same validation set as the weight study (this script's folder is on sys.path)
+# the same validation set and run loop as the weight study (this script's folder is on sys.path)
+from knn_select import eval_set, study_parser, study_runs
 
 
 def trunk_layers(det: AnoGAN, x: torch.Tensor, batch: int = 512) -> list[torch.Tensor]:
@@ -44,20 +40,10 @@ def trunk_layers(det: AnoGAN, x: torch.Tensor, batch: int = 512) -> list[torch.T
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=Path, required=True)
-    ap.add_argument("--pattern", default="one-class-*-s0")
-    ap.add_argument("--config", default="configs/mnist.yaml")
-    ap.add_argument("--data-root", default=None)
-    ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args()
-    cfg = build_config(args.config, flags={"data.root": args.data_root})
-    ds = load_data(cfg)
+    args = study_parser(__doc__, "one-class-*-s0", "configs/mnist.yaml").parse_args()
+    cfg, ds, runs = study_runs(args, adopt_score=True)
     rows = []
-    for run in sorted(p for p in args.runs.glob(args.pattern) if (p / "checkpoint.pt").is_file()):
-        det = AnoGAN.load(run, device="cpu")
-        det.config_.score = cfg.score
-        sp = split_data(det.config_, ds)
+    for run, det, sp in runs:
         idx, target = eval_set(ds, sp, "train-anomalies", 2000, seed=123)  # normal-validation first
         bank = sp.train[bank_indices(len(sp.train), cfg.score.bank_size, det.config_.train.seed).numpy()]
         xb, xe = det.preprocessor_.transform(ds.x[bank]), det.preprocessor_.transform(ds.x[idx])

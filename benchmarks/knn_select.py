@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -77,23 +78,42 @@ def eval_set(ds, splits, how: str, n_anomalies: int, seed: int) -> tuple[np.ndar
     return idx, np.r_[np.zeros(len(splits.val), np.int64), np.ones(len(anomalies), np.int64)]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def study_parser(doc: str, pattern: str, config: Optional[str] = None) -> argparse.ArgumentParser:
+    """The options every study over a folder of finished runs takes (this one, knn_features, maha_layers)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=Path, required=True)
-    ap.add_argument("--config", required=True)
+    ap.add_argument("--config", default=config, required=config is None)
     ap.add_argument("--data-root", default=None)
-    ap.add_argument("--pattern", default="one-class-*")
+    ap.add_argument("--pattern", default=pattern)
+    ap.add_argument("--out", type=Path, required=True)
+    return ap
+
+
+def study_runs(args: argparse.Namespace, adopt_score: bool) -> tuple:
+    """(config, data set, iterator of (run folder, detector, splits)) over the finished runs of ``--runs``
+    matching ``--pattern``, in name order; ``adopt_score`` gives each detector ``--config``'s score settings."""
+    cfg = build_config(args.config, flags={"data.root": args.data_root})
+    ds = load_data(cfg)
+
+    def runs():
+        for run in sorted(p for p in args.runs.glob(args.pattern) if (p / "checkpoint.pt").is_file()):
+            det = AnoGAN.load(run, device="cpu")
+            if adopt_score:
+                det.config_.score = cfg.score
+            yield run, det, split_data(det.config_, ds)
+
+    return cfg, ds, runs()
+
+
+def main() -> None:
+    ap = study_parser(__doc__, "one-class-*")
     ap.add_argument("--eval", choices=["test", "train-anomalies"], required=True)
     ap.add_argument("--n-anomalies", type=int, default=2000)
     ap.add_argument("--bank-sizes", default="4096,2048,1024")
-    ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    cfg = build_config(args.config, flags={"data.root": args.data_root})
-    ds = load_data(cfg)
+    _, ds, runs = study_runs(args, adopt_score=False)
     rows = []
-    for run in sorted(p for p in args.runs.glob(args.pattern) if (p / "checkpoint.pt").is_file()):
-        det = AnoGAN.load(run, device="cpu")
-        splits = split_data(det.config_, ds)
+    for run, det, splits in runs:
         idx, target = eval_set(ds, splits, args.eval, args.n_anomalies, seed=123)
         for bank_size in map(int, args.bank_sizes.split(",")):
             det.config_.score.bank_size = bank_size

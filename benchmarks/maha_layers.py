@@ -18,41 +18,26 @@ those of the GAN's own critic.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
-from anomgan import AnoGAN
-from anomgan.config import build_config
-from anomgan.runs import load_data, split_data
 from anomgan.scoring.memory import bank_indices, fit_gaussian, mahalanobis
 from knn_features import trunk_layers  # this script's folder is on sys.path
-from knn_select import eval_set
+from knn_select import eval_set, study_parser, study_runs
 
 POOLS = {"gap": 1, "pool2": 2, "pool4": 4}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=Path, required=True)
-    ap.add_argument("--pattern", default="one-class-*-s0")
-    ap.add_argument("--config", default="configs/mnist.yaml")
-    ap.add_argument("--data-root", default=None)
+    ap = study_parser(__doc__, "one-class-*-s0", "configs/mnist.yaml")
     ap.add_argument("--eval", choices=["test", "train-anomalies"], default="train-anomalies",
                     help="test: the data set's test split (digits, which has no official one to keep apart)")
-    ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    cfg = build_config(args.config, flags={"data.root": args.data_root})
-    ds = load_data(cfg)
+    cfg, ds, runs = study_runs(args, adopt_score=True)
     rows = []
-    for run in sorted(p for p in args.runs.glob(args.pattern) if (p / "checkpoint.pt").is_file()):
-        det = AnoGAN.load(run, device="cpu")
-        det.config_.score = cfg.score
-        sp = split_data(det.config_, ds)
+    for run, det, sp in runs:
         idx, target = eval_set(ds, sp, args.eval, 2000, seed=123)  # normal-validation first
         n_val = len(sp.val)
         bank = sp.train[bank_indices(len(sp.train), cfg.score.bank_size, det.config_.train.seed).numpy()]
