@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
 
 from anomgan import AnoGAN
 from anomgan.scoring.memory import bank_indices, knn_distance
 # the same validation set and run loop as the weight study (this script's folder is on sys.path)
-from knn_select import eval_set, study_parser, study_runs
+from knn_select import auc_rows, eval_set, study_parser, study_runs
 
 
 def trunk_layers(det: AnoGAN, x: torch.Tensor, batch: int = 512) -> list[torch.Tensor]:
@@ -86,9 +85,7 @@ def main() -> None:
                     zv = (v - v[:n_val].mean()) / (v[:n_val].std() + 1e-12)
                     combos[f"last layer, bank {bank_name}, {metric}, k={k}, alone"] = v
                     combos[f"last layer, bank {bank_name}, {metric}, k={k}, default"] = recon + 2.5 * zv
-        for name, v in {**comps, **combos}.items():
-            rows.append({"run": run.name, "normal_classes": ",".join(sp.normal_classes), "score": name,
-                         "roc_auc": roc_auc_score(target, v)})
+        rows += auc_rows(run, sp, target, {**comps, **combos})
         print(run.name, flush=True)
     frame = pd.DataFrame(rows)
     frame.to_csv(args.out, index=False)

@@ -105,6 +105,12 @@ def study_runs(args: argparse.Namespace, adopt_score: bool) -> tuple:
     return cfg, ds, runs()
 
 
+def auc_rows(run: Path, splits, target: np.ndarray, scores: dict) -> list[dict]:
+    """One CSV row per named score of a run: its ROC-AUC on ``target``."""
+    return [{"run": run.name, "normal_classes": ",".join(splits.normal_classes), "score": name,
+             "roc_auc": roc_auc_score(target, v)} for name, v in scores.items()]
+
+
 def main() -> None:
     ap = study_parser(__doc__, "one-class-*")
     ap.add_argument("--eval", choices=["test", "train-anomalies"], required=True)

@@ -21,11 +21,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
 
 from anomgan.scoring.memory import bank_indices, fit_gaussian, mahalanobis
 from knn_features import trunk_layers  # this script's folder is on sys.path
-from knn_select import eval_set, study_parser, study_runs
+from knn_select import auc_rows, eval_set, study_parser, study_runs
 
 POOLS = {"gap": 1, "pool2": 2, "pool4": 4}
 
@@ -87,9 +86,7 @@ def main() -> None:
         combos["default, maha -> pool2 d^2/dim, weight 20"] = base + 20 * zp
         combos["knn 1 + pool2 d^2/dim 1"] = z["feature_knn"] + zp
         combos["default + pool2 d^2/dim 10"] = base + 5 * z["feature_maha"] + 10 * zp
-        for name, v in {**comps, **combos}.items():
-            rows.append({"run": run.name, "normal_classes": ",".join(sp.normal_classes), "score": name,
-                         "roc_auc": roc_auc_score(target, v)})
+        rows += auc_rows(run, sp, target, {**comps, **combos})
         print(run.name, flush=True)
     frame = pd.DataFrame(rows)
     frame.to_csv(args.out, index=False)
