@@ -293,6 +293,11 @@ class AnoGAN:
             cache[name] = compute(bank)
         return cache[name]
 
+    def bank_outdated(self) -> bool:
+        """True when the run lacks its feature bank or a part fitted from it (saved before that part existed, or
+        with ``score.bank_size`` 0): ``fit_feature_bank`` builds them from normal training samples."""
+        return self.feature_bank_ is None or self.layer_gauss_ is None
+
     def fit_feature_bank(self, X: np.ndarray) -> "AnoGAN":
         """(Re)build the memory bank of ``feature_knn`` / ``feature_maha`` (and its Gaussian) from normal training
         samples ``X`` (source units), e.g. for a run trained before the bank existed. Cached calibrations are

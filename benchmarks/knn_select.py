@@ -1,5 +1,5 @@
-"""How much weight the bank components (``feature_knn``, ``feature_maha``, ``layer_maha``) get, and how big the bank is: chosen
-without MNIST's test split.
+"""How much weight the bank components (``feature_knn``, ``feature_maha``, ``layer_maha``) get, and how big the
+bank is: chosen without MNIST's test split.
 
     # digits: a different data set, test split of its one-class runs
     python benchmarks/knn_select.py --runs reports/benchmarks/digits-one-class-noknn.runs --config configs/digits.yaml \

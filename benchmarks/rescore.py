@@ -5,8 +5,8 @@
 
 For each case of ``--cases`` (a CSV written by ``anomgan benchmark``), loads its final model from the
 ``<cases>.runs/`` folder, builds the feature bank (its ``feature_maha`` Gaussian and the ``layer_maha``
-Gaussians) from the case's normal-training split when the run predates them (the same samples a fresh run would keep: same split, same
-seeded subset), scores the test split once with the scoring settings of ``--config``, and writes a CSV in the
+Gaussians) from the case's normal-training split when the run predates them (the same samples a fresh run
+would keep: same split, same seeded subset), scores the test split once with the scoring settings of ``--config``, and writes a CSV in the
 benchmark's format. The models are the final ones of the original runs; ``train_seconds`` is theirs plus the
 time to build the bank and fit its Gaussian.
 """
@@ -44,7 +44,7 @@ def main() -> None:
         det.config_.score = cfg.score
         splits = split_data(det.config_, ds)
         start = time.perf_counter()
-        if det.feature_bank_ is None or det.layer_gauss_ is None:
+        if det.bank_outdated():
             det.fit_feature_bank(ds.x[splits.train])
         bank_seconds = time.perf_counter() - start
         frame, res, score_seconds = score_test_split(det, ds, splits, cfg.score.method)

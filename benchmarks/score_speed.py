@@ -4,8 +4,9 @@
         --out reports/benchmarks/score_speed.csv
 
 ``--config`` scores with that config's ``score.*`` settings instead of the run's own, rebuilding the run's bank
-(not timed) when it predates a bank component, as ``rescore.py`` does. Uses a balanced subset of the run's test split (half normal, half anomalous) so the 500-step iterative
-inversion stays affordable on a CPU; every method scores exactly the same samples.
+(not timed) when it predates a bank component, as ``rescore.py`` does. Uses a balanced subset of the run's test
+split (half normal, half anomalous) so the 500-step iterative inversion stays affordable on a CPU; every
+method scores exactly the same samples.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def main() -> None:
         from anomgan.config import build_config
 
         cfg.score = build_config(args.config).score
-        if det.feature_bank_ is None or det.layer_gauss_ is None:
+        if det.bank_outdated():
             det.fit_feature_bank(ds.x[splits.train])
     target = splits.test_targets(ds)
     rng = np.random.default_rng(0)

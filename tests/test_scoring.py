@@ -218,13 +218,16 @@ def test_layer_maha_is_kept_in_the_run_and_tells_normal_from_noise(det, trained_
     assert np.isfinite(normal).all() and normal.min() >= 0 and np.median(noise) > 3 * np.median(normal)
     # a run saved before layer_maha: no such component, a clear error if weighted, back after fit_feature_bank
     old = AnoGAN.load(trained_run, device="cpu")
+    assert not old.bank_outdated()
     old.layer_gauss_, old.calibrations_ = None, {}
+    assert old.bank_outdated()
     assert old.config_.score.weights["layer_maha"] > 0  # the default weighs it
     with pytest.raises(RunError, match="layer_maha.*fit_feature_bank"):
         old.score_components(digits.x[:5], "encoder")
     old.config_.score.weights = {"residual": 1.0, "feature_knn": 1.0}
     assert "layer_maha" not in old.score_components(digits.x[:5], "encoder")
     old.fit_feature_bank(train_x)
+    assert not old.bank_outdated()
     np.testing.assert_allclose(old.score_components(train_x[:40], "encoder")["layer_maha"], normal, rtol=1e-5)
 
 
