@@ -30,6 +30,11 @@ def distributed(device: str = "auto") -> Iterator[str]:
     dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     try:
         yield device
+        # Every rank tears down together. Rank 0 alone builds the bank, calibrates and writes the run after
+        # training. Meanwhile a rank that has already destroyed its gloo group can abort in gloo's teardown
+        # ("terminate called without an active exception"), which fails the whole torchrun job. On an
+        # exception this is skipped; torchrun then stops the other ranks.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
