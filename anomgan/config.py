@@ -17,13 +17,12 @@ from typing import Any, Optional, Union
 
 import yaml
 
+from anomgan.components import BANK, COMPONENTS, FEATURE_GAUSSIAN, LAYER_GAUSSIANS
 from anomgan.errors import ConfigError
 
 LOSSES = ("ns", "minimax", "wgan-gp", "hinge")
 METHODS = ("encoder", "iterative", "hybrid")
 COMBINATIONS = ("calibrated", "anogan")
-COMPONENTS = ("d_score", "residual", "feature_residual", "feature_knn", "feature_maha", "layer_maha")
-BANK_COMPONENTS = ("feature_knn", "feature_maha", "layer_maha")  # read the feature bank: none without one
 
 
 @dataclass
@@ -280,11 +279,14 @@ def validate(cfg: Config) -> Config:
     )
     need(s.knn_k >= 1, "score.knn_k", "at least 1", s.knn_k)
     need(s.bank_size >= 0, "score.bank_size", "must be >= 0", s.bank_size)
-    need(s.bank_size > 0 or not s.weights.get("feature_knn"), "score.bank_size",
-         "above 0 while score.weights.feature_knn is above 0 (no bank, no feature_knn)", s.bank_size)
-    for name in ("feature_maha", "layer_maha"):
-        need(s.bank_size >= 2 or not s.weights.get(name), "score.bank_size",
-             f"at least 2 while score.weights.{name} is above 0 (a Gaussian needs 2 rows)", s.bank_size)
+    for name, w in s.weights.items():
+        needs = COMPONENTS[name].needs
+        if w and BANK in needs:
+            need(s.bank_size > 0, "score.bank_size",
+                 f"above 0 while score.weights.{name} is above 0 (no bank, no {name})", s.bank_size)
+        if w and needs & {FEATURE_GAUSSIAN, LAYER_GAUSSIANS}:
+            need(s.bank_size >= 2, "score.bank_size",
+                 f"at least 2 while score.weights.{name} is above 0 (a Gaussian needs 2 rows)", s.bank_size)
     need(0 < s.threshold_quantile < 1, "score.threshold_quantile", "in (0, 1)", s.threshold_quantile)
     need(s.batch_size >= 1, "score.batch_size", "at least 1", s.batch_size)
     need(s.num_workers >= 0, "score.num_workers", "must be >= 0", s.num_workers)
@@ -317,6 +319,12 @@ def build_config(
             _assign(tree, key, value)
     for assignment in overrides or []:
         _set_override(tree, assignment)
+    _merge(cfg, tree)
+    return validate(cfg)
+
+
+def with_values(cfg: Config, tree: dict) -> Config:
+    """``cfg`` with the nested ``{section: {key: value}}`` values applied, validated (cfg itself is changed)."""
     _merge(cfg, tree)
     return validate(cfg)
 

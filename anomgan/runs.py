@@ -6,8 +6,6 @@ Each function does one library job and returns a typed result; none prints or ex
 from __future__ import annotations
 
 import heapq
-import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,15 +19,13 @@ from anomgan.config import Config
 from anomgan.data.sources import Dataset, load_source
 from anomgan.data.splits import Splits, make_splits
 from anomgan.data.stream import count_input, iter_input
-from anomgan.detector import AnoGAN
 from anomgan.distributed import barrier
 from anomgan.errors import ConfigError, DataError, OutputError
+from anomgan.estimator import AnoGAN
 from anomgan.evaluation.metrics import evaluate_scores, score_columns
 from anomgan.io import atomic_path, atomic_write, atomic_write_text, check_output
-from anomgan.training.checkpoint import CHECKPOINT
-from anomgan.training.trainer import dist_info
-
-RUN_FILES = (CHECKPOINT, "metrics.csv", "config.yaml", "calibration.json", "samples.png", "run.json")
+from anomgan.run_format import RUN_FILE, clear_run, load_run, save_run, update_scorer
+from anomgan.training.trainer import Trainer, dist_info
 
 
 def load_data(cfg: Config) -> Dataset:
@@ -56,42 +52,76 @@ class TrainResult:
 
 def prepare_run_dir(out: Path, resume: bool, force: bool) -> bool:
     """Check/clear ``out`` before training; returns whether a checkpoint will be resumed."""
-    has_ckpt = (out / CHECKPOINT).exists()
+    has_run = (out / RUN_FILE).exists()
     if resume and force:
-        raise OutputError("--resume and --force contradict each other: choose one")
+        raise OutputError("resume and force contradict each other: choose one",
+                          cli="--resume and --force contradict each other: choose one")
     if resume:
-        if not has_ckpt:
-            raise OutputError(f"nothing to resume: {out} holds no checkpoint")
+        if not has_run:
+            raise OutputError(f"nothing to resume: {out} holds no run")
         return True
     if out.exists() and not out.is_dir():
-        raise OutputError(f"--out {out} is a file, not a run directory")
-    if has_ckpt and not force:
-        raise OutputError(f"{out} already holds a run (use --resume to continue it or --force to start over)")
+        raise OutputError(f"{out} is a file, not a run directory")
+    if has_run and not force:
+        raise OutputError(f"{out} already holds a run (resume it, or force a new start)",
+                          cli=f"{out} already holds a run (use --resume to continue it or --force to start over)")
     if force and out.exists():
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / "samples", ignore_errors=True)
+        clear_run(out)
     return False
 
 
-def train_run(cfg: Config, out: Path, resume: bool = False, force: bool = False, verbose: bool = False) -> TrainResult:
-    """Load data, split by seed, train on normal-train, calibrate on normal-validation, write the run."""
+def _sample_grid(generator, z: torch.Tensor, path: Path, to_unit) -> None:
+    """Save a grid of G(z) as PNG (images only)."""
+    from torchvision.utils import save_image
+
+    generator.eval()
+    with torch.no_grad():
+        x = to_unit(generator(z).float().cpu())
+    nrow = max(1, int(np.sqrt(len(x))))
+    atomic_write(path, lambda tmp: save_image(x, tmp, nrow=nrow, format="png", padding=1))
+
+
+def train_run(cfg: Config, out: Path, resume: bool = False, force: bool = False, verbose: bool = False,
+              dataset: Optional[Dataset] = None) -> TrainResult:
+    """Load data, split by seed, train on normal-train, calibrate on normal-validation, write the run.
+
+    The run is saved after every epoch (``resume`` continues it, also to more epochs once finished)."""
+    from anomgan.data.preprocess import Preprocessor
+    from anomgan.training.fit import fit_detector
+
     out = Path(out)
     rank, world = dist_info()
     resumed = prepare_run_dir(out, resume, force) if rank == 0 else resume  # architecture change: refused in fit
     barrier()  # other ranks start once rank 0 has prepared the directory
-    ds = load_data(cfg)
+    state = load_run(out).training_state() if resumed else None
+    ds = dataset if dataset is not None else load_data(cfg)
     splits = split_data(cfg, ds)
-    start = time.perf_counter()
-    det = AnoGAN(cfg, run_dir=out, verbose=verbose)
-    det.fit(ds.x[splits.train], X_val=ds.x[splits.val], resume=resumed, feature_names=ds.feature_names)
-    seconds = time.perf_counter() - start
+    meta = {"dataset": ds.name, "kind": ds.kind, "normal_classes": splits.normal_classes,
+            "n_train": len(splits.train), "n_val": len(splits.val), "n_test": len(splits.test), "world_size": world}
+
+    def on_epoch(trainer: Trainer) -> None:
+        if rank != 0:
+            return
+        save_run(out, cfg, trainer.state.phase, trainer.state_dict(), meta=meta)
+        e, t = trainer.state, cfg.train
+        if ds.kind == "image" and trainer.state.phase == "gan" and (e.epoch % t.sample_every == 0 or e.epoch == t.epochs):
+            (out / "samples").mkdir(exist_ok=True)
+            _sample_grid(trainer.generator_ema, trainer.fixed_z, out / "samples" / f"epoch_{e.epoch:04d}.png",
+                         Preprocessor.from_dict(trainer.preprocess).to_unit)
+
+    result = fit_detector(cfg, ds.x[splits.train], ds.x[splits.val], feature_names=ds.feature_names, resume=state,
+                          on_epoch=on_epoch, verbose=verbose)
+    det = None
     if rank == 0:
-        info = {"dataset": ds.name, "kind": ds.kind, "normal_classes": splits.normal_classes,
-                "n_train": len(splits.train), "n_val": len(splits.val), "n_test": len(splits.test),
-                "train_seconds": seconds, "world_size": world}
-        atomic_write_text(out / "run.json", json.dumps(info, indent=2))
-    return TrainResult(out, det, len(splits.train), len(splits.val), len(splits.test), seconds, resumed)
+        meta["train_seconds"] = result.seconds
+        det = AnoGAN(config=cfg, verbose=verbose)
+        det._adopt(result.scorer, cfg, result.trainer.state_dict())
+        det.n_features_in_ = int(result.preprocessor.in_shape[0])
+        det.save(out, meta)
+        if ds.kind == "image":
+            _sample_grid(result.scorer.generator, result.trainer.fixed_z, out / "samples.png",
+                         result.preprocessor.to_unit)
+    return TrainResult(out, det, len(splits.train), len(splits.val), len(splits.test), result.seconds, resumed)
 
 
 # ---------------------------------------------------------------------------- score
@@ -136,9 +166,10 @@ def score_input(run: Path, input_path: str, out: Path, method: Optional[str] = N
     cfg = det.config_
     bs = batch_size or cfg.score.batch_size
     if bs < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {bs}")
+        raise ConfigError(f"batch_size must be >= 1, got {bs}", cli=f"--batch-size must be >= 1, got {bs}")
     if save_reconstructions is not None and det.preprocessor_.kind != "image":
-        raise OutputError("--save-reconstructions applies to image runs only")
+        raise OutputError("reconstructions are pictures of image runs only",
+                          cli="--save-reconstructions applies to image runs only")
     chunks = iter_input(input_path, det.preprocessor_, bs, cfg.score.num_workers if num_workers is None else num_workers,
                         cfg.data.label_column, cfg.data.root, cfg.data.download)
     top = TopK(top_k) if save_reconstructions is not None else None
@@ -168,6 +199,7 @@ def score_input(run: Path, input_path: str, out: Path, method: Optional[str] = N
             if top is not None:
                 top.push(res["anomaly_score"], chunk.ids, res["x"], res["x_hat"])
     seconds = time.perf_counter() - start
+    _keep_new_calibrations(det, run)
     written = []
     if top is not None and top.heap:
         from anomgan.evaluation.plots import reconstruction_grid
@@ -182,6 +214,14 @@ def score_input(run: Path, input_path: str, out: Path, method: Optional[str] = N
                                         "anomaly_score": [t[0] for t in items]}).to_csv(index=False))
         written.append(path)
     return ScoreResult(out, n, flagged, threshold, seconds, written)
+
+
+def _keep_new_calibrations(det: AnoGAN, run: Path) -> None:
+    """A setting scored for the first time was calibrated on the run's normal-validation samples: store it in the
+    run, so the next call (and its threshold) reads it instead of inverting those samples again."""
+    saved = set(k.split(".")[1] for k in det.run_.scorer["state"] if k.startswith("calibrations."))
+    if set(det.scorer_.calibrations) - saved:
+        update_scorer(det.run_, det.scorer_)
 
 
 # ---------------------------------------------------------------------------- evaluate
@@ -227,10 +267,10 @@ def evaluate_run(run: Path, out: Optional[Path] = None, method: Optional[str] = 
         raise DataError(f"{ds.name} has no labelled test split: the test set holds a single class, ROC-AUC is "
                         f"undefined (evaluate needs labelled data with anomalous classes)")
     frame, res, seconds = score_test_split(det, ds, splits, method, steps)
+    _keep_new_calibrations(det, run)
     threshold = float(res["threshold"][0])
     report = evaluate_scores(frame, threshold)
-    s = det._score_config(method, steps)
-    report.insert(0, "method", s.method)
+    report.insert(0, "method", method or cfg.score.method)
     report.insert(0, "dataset", ds.name)
     report["score_seconds"] = seconds
     report["images_per_s"] = len(frame) / max(seconds, 1e-9)
@@ -271,7 +311,7 @@ def write_pictures(det: AnoGAN, frame: pd.DataFrame, res: dict, threshold: float
 def generate_samples(run: Path, n: int, out: Path, seed: int = 0, force: bool = False, device: str = "auto") -> Path:
     """A PNG grid (images) or a CSV in source units (tables) of ``n`` generator samples."""
     if n < 1:
-        raise OutputError(f"--n must be >= 1, got {n}")
+        raise OutputError(f"n must be >= 1, got {n}", cli=f"--n must be >= 1, got {n}")
     out = check_output(out, force, "output file")
     det = AnoGAN.load(run, device=device)
     x = det.generate(n, seed)
@@ -282,7 +322,7 @@ def generate_samples(run: Path, n: int, out: Path, seed: int = 0, force: bool = 
         atomic_write(out, lambda tmp: save_image(x, tmp, nrow=nrow, padding=1, format="png"))
     else:
         pre = det.preprocessor_
-        values = x.numpy() * np.asarray(pre.std) + np.asarray(pre.mean)
+        values = x.numpy()
         frame = pd.DataFrame(values, columns=pre.feature_names or [f"f{i}" for i in range(values.shape[1])])
         atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
     return out

@@ -12,6 +12,7 @@ from typing import Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from anomgan.errors import DataError
 
@@ -69,26 +70,49 @@ class Preprocessor:
         return x
 
     def transform(self, x: np.ndarray) -> torch.Tensor:
-        """Source units -> model input tensor, (N, C, S, S) in [-1, 1] or (N, D) standardised."""
+        """Source units -> model input tensor, (N, C, S, S) in [-1, 1] or (N, D) standardised (``Preprocess``)."""
         x = self.check(x)
-        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        if self.kind == "tabular":
-            return (t - torch.tensor(self.mean)) / torch.tensor(self.std)
-        if t.shape[1] != self.channels:
-            t = t.repeat(1, 3, 1, 1) if self.channels == 3 else t.mean(dim=1, keepdim=True)
-        h, w = t.shape[2:]
-        s = self.image_size
-        if (h, w) != (s, s):
-            if self.resize == "pad" and h <= s and w <= s:
-                top, left = (s - h) // 2, (s - w) // 2
-                t = F.pad(t, (left, s - w - left, top, s - h - top), value=0.0)
-            else:
-                t = F.interpolate(t, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
-        return t * 2.0 - 1.0
+        with torch.no_grad():
+            return Preprocess(self.to_dict())(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
 
     def to_unit(self, t: torch.Tensor) -> torch.Tensor:
         """Model space -> [0, 1] for pictures (images only)."""
-        return ((t + 1.0) / 2.0).clamp(0, 1)
+        return Preprocess(self.to_dict()).inverse(t)
+
+
+class Preprocess(nn.Module):
+    """Source units -> model space: images (B, C, H, W) in [0, 1] at the trained size -> channels converted, padded
+    (value 0) or resized to (S, S), mapped to [-1, 1]; tables (B, D) standardised with normal-train statistics."""
+
+    def __init__(self, spec: dict):
+        super().__init__()
+        self.kind = spec["kind"]
+        if self.kind == "tabular":
+            self.register_buffer("mean", torch.tensor(spec["mean"], dtype=torch.float32))
+            self.register_buffer("std", torch.tensor(spec["std"], dtype=torch.float32))
+        else:
+            self.channels, self.size, self.resize = spec["channels"], spec["image_size"], spec["resize"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "tabular":
+            return (x - self.mean) / self.std
+        if x.shape[1] != self.channels:
+            x = x.repeat(1, 3, 1, 1) if self.channels == 3 else x.mean(dim=1, keepdim=True)
+        h, w = x.shape[2:]
+        s = self.size
+        if (h, w) != (s, s):
+            if self.resize == "pad" and h <= s and w <= s:
+                top, left = (s - h) // 2, (s - w) // 2
+                x = F.pad(x, (left, s - w - left, top, s - h - top), value=0.0)
+            else:
+                x = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
+        return x * 2.0 - 1.0
+
+    def inverse(self, x: torch.Tensor) -> torch.Tensor:
+        """Model space -> source units ([0, 1] images at the model size; tables de-standardised)."""
+        if self.kind == "tabular":
+            return x * self.std + self.mean
+        return ((x + 1.0) / 2.0).clamp(0, 1)
 
 
 def fit_preprocessor(x_train: np.ndarray, kind: str, image_size: Optional[int] = None, channels: Optional[int] = None,

@@ -15,7 +15,8 @@ from typing import Callable, Optional
 
 import pandas as pd
 
-from anomgan.config import COMPONENTS, Config
+from anomgan.components import NAMES as COMPONENTS
+from anomgan.config import Config
 from anomgan.errors import ConfigError
 from anomgan.evaluation.metrics import evaluate_scores
 from anomgan.io import atomic_write
@@ -64,8 +65,8 @@ def summarise(cases: pd.DataFrame) -> pd.DataFrame:
 def run_benchmark(cfg: Config, protocol: str, classes: Optional[list], seeds: list[int], out: Path,
                   runs_dir: Optional[Path] = None, method: Optional[str] = None, verbose: bool = False,
                   on_case: Optional[Callable[[dict], None]] = None) -> BenchmarkResult:
-    from anomgan.detector import AnoGAN
-    from anomgan.runs import load_data, score_test_split, split_data
+    from anomgan.run_format import RUN_FILE
+    from anomgan.runs import load_data, score_test_split, split_data, train_run
 
     out = Path(out)
     if not out.parent.is_dir():
@@ -96,10 +97,9 @@ def run_benchmark(cfg: Config, protocol: str, classes: Optional[list], seeds: li
             splits = split_data(case_cfg, ds)
             run_dir = runs_dir / f"{protocol}-{'_'.join(normal)[:40]}-s{seed}"
             run_dir.mkdir(parents=True, exist_ok=True)
-            resume = (run_dir / "checkpoint.pt").exists()
+            resume = (run_dir / RUN_FILE).exists()
             start = time.perf_counter()
-            det = AnoGAN(case_cfg, run_dir=run_dir, verbose=verbose)
-            det.fit(ds.x[splits.train], X_val=ds.x[splits.val], resume=resume, feature_names=ds.feature_names)
+            det = train_run(case_cfg, run_dir, resume=resume, verbose=verbose, dataset=ds).detector
             train_seconds = time.perf_counter() - start
             frame, res, score_seconds = score_test_split(det, ds, splits, method)
             report = evaluate_scores(frame, float(res["threshold"][0]))

@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from anomgan.config import COMPONENTS
+from anomgan.components import NAMES
 from anomgan.errors import DataError
 
-SCORE_COLUMNS = (*COMPONENTS, "anomaly_score")
+SCORE_COLUMNS = (*NAMES, "anomaly_score")
 
 
 def score_columns(frame_or_dict) -> list[str]:
-    """The SCORE_COLUMNS present (runs trained before ``feature_knn`` existed have no such column)."""
+    """The SCORE_COLUMNS present, in registry order (a run computes only the components it weighs)."""
     return [c for c in SCORE_COLUMNS if c in frame_or_dict]
 
 

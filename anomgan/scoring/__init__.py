@@ -1,6 +1,1 @@
-"""Latent inversion, score components, calibration and threshold."""
-
-from anomgan.scoring.calibration import Calibration, calibration_key
-from anomgan.scoring.inversion import InversionResult, invert_latent
-
-__all__ = ["Calibration", "InversionResult", "calibration_key", "invert_latent"]
+"""Pure scoring functions: latent inversion and distances to normal data (torch only)."""

@@ -1,18 +1,16 @@
 """Resumable training: GAN on normal data, then the f-AnoGAN izi_f encoder with G and D frozen.
 
-State lives in one checkpoint written atomically after every epoch; metrics.csv is rewritten
-from the checkpoint's history, so a crash at any moment leaves no missing or duplicated epochs.
-Distributed (torchrun): each rank trains on its DistributedSampler shard, gradients are
-all-reduced by DistributedDataParallel, and only rank 0 writes files.
+The trainer writes no files: after every finished epoch it calls ``on_epoch(trainer)``, and the caller saves
+``trainer.state_dict()`` (the run layer writes it atomically, so a crash at any moment loses at most the epoch in
+progress). Distributed (torchrun): each rank trains on its DistributedSampler shard, gradients are all-reduced by
+DistributedDataParallel; the caller saves from rank 0 only.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Optional
 
 import torch
@@ -26,13 +24,12 @@ from anomgan.errors import TrainingDiverged
 from anomgan.models import build_models
 from anomgan.progress import ProgressBar
 from anomgan.training import losses
-from anomgan.training.checkpoint import CHECKPOINT, save_checkpoint
 from anomgan.training.stabilisers import diff_augment, update_ema
 
 
 @dataclass
 class TrainState:
-    phase: str = "gan"  # gan -> encoder -> done
+    phase: str = "gan"  # gan -> encoder -> done (a finished run given more epochs goes back to gan / encoder)
     epoch: int = 0  # GAN epochs completed
     encoder_epoch: int = 0  # encoder epochs completed
     step: int = 0  # GAN generator steps (drives the EMA warm-up)
@@ -72,16 +69,14 @@ class Trainer:
     """Owns models, optimisers and RNG for one run; ``run()`` trains to completion from wherever it stands."""
 
     def __init__(self, cfg: Config, model_args: dict, x_train: torch.Tensor, device: torch.device,
-                 run_dir: Optional[Path] = None, verbose: bool = False,
-                 on_epoch: Optional[Callable[["Trainer"], None]] = None,
-                 extra_state: Optional[Callable[[], dict]] = None):
+                 verbose: bool = False, on_epoch: Optional[Callable[["Trainer"], None]] = None,
+                 preprocess: Optional[dict] = None):
         self.cfg = cfg
+        self.preprocess = preprocess  # how x_train was made from source units (Preprocessor.to_dict()), kept in state
         self.model_args = model_args
         self.device = device
-        self.run_dir = run_dir
         self.verbose = verbose
-        self.on_epoch = on_epoch
-        self.extra_state = extra_state or (lambda: {})
+        self.on_epoch = on_epoch or (lambda trainer: None)
         self.rank, self.world = dist_info()
         self.x_train = x_train.to(device)
         t = cfg.train
@@ -124,10 +119,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
+        """Everything needed to continue training: weights, EMA, optimisers, RNG, counters, history."""
         s = self.state
         return {
             "model_args": self.model_args,
-            "config": self.cfg.to_dict(),
+            "preprocess": self.preprocess,
             "phase": s.phase, "epoch": s.epoch, "encoder_epoch": s.encoder_epoch, "step": s.step,
             "history": s.history,
             "generator": self.generator.state_dict(),
@@ -136,7 +132,6 @@ class Trainer:
             "encoder": self.encoder.state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "opt_e": self.opt_e.state_dict(),
             "rng": self.rng.get_state(),
-            **self.extra_state(),
         }
 
     def load_state_dict(self, ckpt: dict) -> None:
@@ -151,12 +146,6 @@ class Trainer:
             self.rng.set_state(ckpt["rng"])
         self.state = TrainState(phase=ckpt["phase"], epoch=ckpt["epoch"], encoder_epoch=ckpt["encoder_epoch"],
                                 step=ckpt["step"], history=list(ckpt["history"]))
-
-    def checkpoint(self) -> None:
-        if self.run_dir is None or self.rank != 0:
-            return
-        save_checkpoint(self.state_dict(), self.run_dir / CHECKPOINT)
-        write_metrics(self.state.history, self.run_dir / "metrics.csv")
 
     # ------------------------------------------------------------------ GAN
     def _autocast(self):
@@ -270,8 +259,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def run(self) -> TrainState:
+        """Train until the config's GAN and encoder epochs are done, from wherever the state stands. More GAN epochs
+        than a finished state holds go back to the GAN phase (the encoder is then trained anew for the new G)."""
         t, s = self.cfg.train, self.state
         steps_per_epoch = len(self._batches(0, t.batch_size))
+        if s.epoch < t.epochs and s.phase != "gan":
+            s.phase, s.encoder_epoch = "gan", 0
+        elif s.phase == "done" and s.encoder_epoch < self.cfg.encoder.epochs:
+            s.phase = "encoder"
         if s.phase == "gan":
             remaining = (t.epochs - s.epoch) * steps_per_epoch
             with ProgressBar("train GAN", remaining, enabled=self.verbose and self.rank == 0) as bar:
@@ -279,11 +274,8 @@ class Trainer:
                     row = self.gan_epoch(s.epoch, bar)
                     s.history.append(row)
                     s.epoch += 1
-                    self.checkpoint()
-                    if self.on_epoch:
-                        self.on_epoch(self)
+                    self.on_epoch(self)
             s.phase = "encoder"
-            self.checkpoint()
         if s.phase == "encoder":
             n_ep = self.cfg.encoder.epochs
             with ProgressBar("train encoder", (n_ep - s.encoder_epoch) * steps_per_epoch,
@@ -292,28 +284,6 @@ class Trainer:
                     row = self.encoder_epoch(s.encoder_epoch, bar)
                     s.history.append(row)
                     s.encoder_epoch += 1
-                    self.checkpoint()
-            s.phase = "calibrate"
+                    self.on_epoch(self)
+            s.phase = "done"
         return s
-
-
-def write_metrics(history: list, path: Path) -> None:
-    import pandas as pd
-
-    from anomgan.io import atomic_write
-
-    frame = pd.DataFrame(history)
-    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
-
-
-def sample_grid(generator: nn.Module, z: torch.Tensor, path: Path, to_unit: Callable) -> None:
-    """Save a grid of G(z) as PNG (images only)."""
-    from torchvision.utils import save_image
-
-    from anomgan.io import atomic_write
-
-    generator.eval()
-    with torch.no_grad():
-        x = to_unit(generator(z).float().cpu())
-    nrow = max(1, int(math.sqrt(len(x))))
-    atomic_write(path, lambda tmp: save_image(x, tmp, nrow=nrow, format="png", padding=1))

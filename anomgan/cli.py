@@ -1,0 +1,266 @@
+"""anomgan command line: each command maps its options to one library call and prints a summary.
+
+Errors are one line on stderr (``Error: ...``) with a non-zero exit; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None, help="GAN-based anomaly detection: learn normal from normal samples only.")
+
+Method = Annotated[Optional[str], typer.Option(help="Inversion: encoder | iterative | hybrid (default from the run).")]
+Force = Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")]
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda")]
+
+
+def _echo_err(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+def handle_errors(fn):
+    """Turn library errors into one line + exit code; keep tracebacks for --debug."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from anomgan.errors import AnomganError
+
+        debug = _options["debug"]
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except AnomganError as exc:
+            if debug:
+                raise
+            _echo_err(f"Error: {exc.cli_message}")
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            _echo_err("Interrupted: finished epochs are kept in the last checkpoint; continue with --resume")
+            raise typer.Exit(130) from None
+        except Exception as exc:  # unexpected: still one line unless --debug
+            if debug:
+                raise
+            first = (str(exc).strip().splitlines() or [""])[0]
+            _echo_err(f"Error: unexpected {type(exc).__name__}: {first} (rerun with --debug for the traceback)")
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+_options = {"debug": False}  # set by the app callback on every invocation
+
+
+@app.callback()
+def main_options(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False):
+    _options["debug"] = debug
+
+
+def _print_report(report) -> None:
+    overall = report[report["anomalous_class"] == "all"][
+        ["component", "roc_auc", "average_precision", "tpr", "fpr", "precision", "f1"]]
+    typer.echo(overall.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    per_class = report[(report["component"] == "anomaly_score") & (report["anomalous_class"] != "all")]
+    if len(per_class) > 1:
+        typer.echo("\nper held-out class (anomaly_score):")
+        typer.echo(per_class[["anomalous_class", "n_anomalous", "roc_auc", "average_precision"]].to_string(
+            index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+def _resolve_config(config: Optional[Path], flags: dict, overrides: list[str], base_run: Optional[Path] = None):
+    from anomgan.config import build_config
+
+    if config is None and base_run is not None and (base_run / "config.yaml").is_file():
+        config = base_run / "config.yaml"  # a resumed run continues with its own config
+    return build_config(config, flags=flags, overrides=overrides)
+
+
+def _default_report(name: str) -> Path:
+    """Default destinations live in reports/, created on demand (a user-given --out folder must exist)."""
+    Path("reports").mkdir(exist_ok=True)
+    return Path("reports") / name
+
+
+def _class_flag(text: Optional[str]):
+    from anomgan.config import parse_class_list
+
+    return parse_class_list(text) if text else None
+
+
+@app.command(epilog="Example: anomgan train --config configs/digits.yaml --normal-classes 0 --out runs/d0 --evaluate")
+@handle_errors
+def train(
+    config: Annotated[Optional[Path], typer.Option(help="YAML run config (see configs/).")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Source: digits | mnist | fashion-mnist | cifar10 | a path.")] = None,
+    data_root: Annotated[Optional[str], typer.Option(help="Folder holding torchvision data sets.")] = None,
+    normal_classes: Annotated[Optional[str], typer.Option(help="Normal classes: '0', '0,3', '0-4'.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<data>-<classes>).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="GAN epochs.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for splits, weights and noise.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --out.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Start over, replacing the run in --out.")] = False,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: section.key=value.")] = None,
+    evaluate: Annotated[bool, typer.Option("--evaluate", help="Evaluate on the test split after training.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+):
+    """Train a GAN, its encoder and the calibrated score on normal data only."""
+    from anomgan.distributed import distributed
+    from anomgan.runs import evaluate_run, train_run
+    from anomgan.training.trainer import dist_info
+
+    flags = {"data.source": data, "data.root": data_root, "data.normal_classes": _class_flag(normal_classes),
+             "train.epochs": epochs, "train.seed": seed, "train.device": device}
+    cfg = _resolve_config(config, flags, set_ or [], out if resume else None)
+    if out is None:
+        classes = "-".join(map(str, cfg.data.normal_classes or ["all"]))
+        out = Path("runs") / f"{Path(cfg.data.source).stem}-{classes}"
+    with distributed(cfg.train.device) as dev:
+        cfg.train.device = dev
+        result = train_run(cfg, out, resume=resume, force=force, verbose=not quiet)
+        if dist_info()[0] != 0:
+            return
+    h = [r for r in result.detector.history_ if r["phase"] == "gan"]
+    typer.echo(f"trained {result.run_dir} on {result.n_train} normal samples ({result.n_val} for calibration) "
+               f"in {result.seconds:.1f}s" + (f"; last epoch d_loss={h[-1]['d_loss']:.3f} g_loss={h[-1]['g_loss']:.3f}"
+                                               if h else ""))
+    if evaluate:
+        report_path = _default_report(f"{result.run_dir.resolve().name}.csv")
+        ev = evaluate_run(result.run_dir, out=report_path, force=force, device=cfg.train.device, verbose=not quiet)
+        _print_report(ev.report)
+        typer.echo(f"report: {report_path}")
+
+
+@app.command(epilog="Example: anomgan score --run runs/d0 --input new_batch.npy --out reports/scores.csv")
+@handle_errors
+def score(
+    run: Annotated[Path, typer.Option(help="Run directory from 'anomgan train'.")],
+    input: Annotated[str, typer.Option(help="Samples: .npy/.npz/.csv/image/image folder or a named source.")],
+    method: Method = None,
+    steps: Annotated[Optional[int], typer.Option(help="Inversion steps (iterative) or refinement steps (hybrid).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="CSV of per-sample scores (default reports/scores.csv).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Samples per batch (bounds memory).")] = None,
+    num_workers: Annotated[Optional[int], typer.Option(help="DataLoader workers for image folders.")] = None,
+    save_reconstructions: Annotated[Optional[Path], typer.Option(
+        help="Folder for a PNG of x | G(z*) | residual of the top-k scores.")] = None,
+    top_k: Annotated[int, typer.Option(help="How many top scores --save-reconstructions shows.")] = 16,
+    device: Device = "auto",
+    force: Force = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+):
+    """Score new samples: one CSV row per sample (higher anomaly_score = more anomalous)."""
+    from anomgan.runs import score_input
+
+    out = out or _default_report("scores.csv")
+    res = score_input(run, input, out, method, steps, batch_size, num_workers, save_reconstructions, top_k, force,
+                      device, verbose=not quiet)
+    typer.echo(f"scored {res.n} samples in {res.seconds:.1f}s: {res.n_flagged} above the threshold "
+               f"{res.threshold:.3f} -> {res.out}")
+    for path in res.reconstructions:
+        typer.echo(f"reconstructions: {path}")
+
+
+@app.command(epilog="Example: anomgan evaluate --run runs/d0 --method hybrid --out reports/d0.csv")
+@handle_errors
+def evaluate(
+    run: Annotated[Path, typer.Option(help="Run directory from 'anomgan train'.")],
+    method: Method = None,
+    steps: Annotated[Optional[int], typer.Option(help="Inversion/refinement steps.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Report CSV (default reports/<run>-<method>.csv).")] = None,
+    data_root: Annotated[Optional[str], typer.Option(help="Override the run's data root.")] = None,
+    device: Device = "auto",
+    force: Force = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+):
+    """ROC-AUC / average precision on the held-out test split, per component and per anomalous class."""
+    from anomgan.runs import evaluate_run
+
+    out = out or _default_report(f"{run.resolve().name}-{method or 'default'}.csv")
+    ev = evaluate_run(run, out, method, steps, data_root, force, device=device, verbose=not quiet)
+    _print_report(ev.report)
+    typer.echo(f"report: {ev.out} (+ scores, ROC, histogram and reconstruction PNGs beside it)")
+
+
+@app.command(epilog="Example: anomgan benchmark --data digits --protocol one-class --classes 0-9 "
+                    "--out reports/digits-one-class.csv")
+@handle_errors
+def benchmark(
+    config: Annotated[Optional[Path], typer.Option(help="YAML run config.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Source (labelled).")] = None,
+    data_root: Annotated[Optional[str], typer.Option(help="Folder holding torchvision data sets.")] = None,
+    protocol: Annotated[str, typer.Option(help="one-class | leave-one-out")] = "one-class",
+    classes: Annotated[Optional[str], typer.Option(help="Classes to run, e.g. 0-9 (default: all).")] = None,
+    seeds: Annotated[str, typer.Option(help="Seeds, e.g. 0,1,2.")] = "0",
+    method: Method = None,
+    epochs: Annotated[Optional[int], typer.Option(help="GAN epochs per case.")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Cases CSV (default reports/benchmark.csv); <stem>.summary.csv is written beside it.")] = None,
+    runs_dir: Annotated[Optional[Path], typer.Option(help="Where case runs live (default <out stem>.runs/).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: section.key=value.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+):
+    """Train and evaluate one case per (class, seed); resumable: finished cases are skipped."""
+    from anomgan.config import parse_int_list
+    from anomgan.evaluation.benchmark import run_benchmark
+
+    flags = {"data.source": data, "data.root": data_root, "train.epochs": epochs, "train.device": device}
+    cfg = _resolve_config(config, flags, set_ or [])
+
+    def on_case(row: dict) -> None:
+        typer.echo(f"{row['protocol']} normal={row['normal_classes']} seed={row['seed']}: "
+                   f"ROC-AUC {row['roc_auc']:.4f} (train {row['train_seconds']:.0f}s)")
+
+    out = out or _default_report("benchmark.csv")
+    res = run_benchmark(cfg, protocol, _class_flag(classes), parse_int_list(seeds), out, runs_dir, method,
+                        verbose=not quiet, on_case=on_case)
+    if res.skipped:
+        typer.echo(f"skipped {res.skipped} finished case(s) already in {out}")
+    cols = [c for c in ("normal_classes", "roc_auc_mean", "roc_auc_std", "train_seconds_mean") if c in res.summary]
+    typer.echo(res.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    typer.echo(f"cases: {res.out}\nsummary: {res.summary_out}")
+
+
+@app.command(epilog="Example: anomgan generate --run runs/d0 --n 64 --out samples.png")
+@handle_errors
+def generate(
+    run: Annotated[Path, typer.Option(help="Run directory.")],
+    n: Annotated[int, typer.Option(help="Number of samples.")] = 64,
+    out: Annotated[Path, typer.Option(help="PNG grid (images) or CSV (tables).")] = Path("samples.png"),
+    seed: Annotated[int, typer.Option(help="Noise seed.")] = 0,
+    device: Device = "auto",
+    force: Force = False,
+):
+    """Draw samples from the trained (EMA) generator."""
+    from anomgan.runs import generate_samples
+
+    path = generate_samples(run, n, out, seed, force, device)
+    typer.echo(f"wrote {n} samples to {path}")
+
+
+@app.command(epilog="Example: anomgan datasets --data-root ../shared/data")
+@handle_errors
+def datasets(
+    data_root: Annotated[str, typer.Option(help="Folder holding torchvision data sets.")] = "./data",
+):
+    """List data sources and whether each is available offline."""
+    from anomgan.data import NAMED_SOURCES, source_available
+
+    for name in NAMED_SOURCES:
+        ok, where = source_available(name, data_root)
+        typer.echo(f"{name:14s} {'available' if ok else 'missing  '}  {where}")
+    typer.echo("paths          .npy/.npz arrays, .csv tables, image files and image folders")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""The whole detector as one ``torch.nn.Module``: networks, input preprocessing and every fitted normal statistic.
+
+``Scorer(spec)`` is rebuilt from its constructor arguments (``ScorerSpec``, plain data saved in the run) and
+``load_state_dict``: the generator (EMA), discriminator and encoder weights, the preprocessing constants, the
+memory bank, the Gaussians, the normal-validation samples and one calibration per inversion setting are all
+parameters or registered buffers. Nothing here reads or writes files or keeps caches keyed on Python objects.
+
+Direction, fixed here once: higher ``anomaly_score`` (and every component) = more anomalous.
+``forward(x)`` scores a raw batch by the one-pass encoder path; ``score(x, inversion)`` by any inversion.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import torch
+from torch import nn
+
+from anomgan.components import (BANK, COMPONENTS, FEATURE_GAUSSIAN, INVERSION, LAYER_GAUSSIANS, Pass, needs_of,
+                                 ordered)
+from anomgan.data.preprocess import Preprocess
+from anomgan.models import build_models
+from anomgan.scoring.inversion import invert_latent
+
+
+@dataclass(frozen=True)
+class Inversion:
+    """How z* is found for the reconstruction components: encoder (f-AnoGAN), iterative (AnoGAN) or hybrid."""
+
+    method: str = "encoder"
+    steps: int = 500  # iterative: Adam steps on z
+    refine_steps: int = 10  # hybrid: steps after E(x)
+    lr: float = 0.05
+    lam: float = 0.1  # objective (1 - lam) * residual + lam * feature_residual
+    restarts: int = 1  # iterative: starting points per sample
+
+    @property
+    def key(self) -> str:
+        """Everything that changes component values; the name of this setting's calibration."""
+        if self.method == "encoder":
+            key = "encoder"
+        elif self.method == "hybrid":
+            key = f"hybrid-{self.refine_steps}-lr{self.lr:g}-lam{self.lam:g}"
+        else:
+            key = f"iterative-{self.steps}-r{self.restarts}-lr{self.lr:g}-lam{self.lam:g}"
+        return key.replace(".", "_")  # a ModuleDict key
+
+
+@dataclass
+class ScorerSpec:
+    """The scorer's constructor arguments: plain data, saved in the run beside its state_dict."""
+
+    model_args: dict  # build_models' arguments: kind, z_dim, width, depth, spectral_norm, channels/image_size | n_features
+    preprocess: dict  # Preprocessor.to_dict(): source units -> model space
+    components: list  # computed and stored, in registry order
+    weights: dict  # component -> weight in anomaly_score
+    combination: str = "calibrated"  # calibrated (weighted z-scores on normal-validation) | anogan
+    threshold_quantile: float = 0.95
+    residual_norm: str = "l1"
+    knn_k: int = 5
+    lam: float = 0.1  # anogan combination: (1 - lam) * residual + lam * feature_residual
+    seed: int = 0  # iterative inversion's starting points
+    amp: bool = False  # bf16 autocast on CUDA
+    inversion: dict = field(default_factory=dict)  # the run's default Inversion
+    dtype: str = "float32"  # tables score in float64: a row's score then does not depend on its batch (1e-12)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Gaussian(nn.Module):
+    """A fitted Gaussian as buffers: mean (F,) and precision (F, F)."""
+
+    def __init__(self, mean: torch.Tensor, precision: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("precision", precision)
+
+
+class Calibration(nn.Module):
+    """One inversion setting's component values on the normal-validation samples, and what follows from them:
+    per-component location/scale (float64) and the threshold on ``anomaly_score``."""
+
+    def __init__(self, values: torch.Tensor):
+        super().__init__()
+        v = values.double()  # (N_val, K), components in the scorer's order
+        std = v.std(0, unbiased=False)
+        self.register_buffer("values", values.float())
+        self.register_buffer("loc", v.mean(0))
+        self.register_buffer("scale", torch.where(std > 1e-12, std, torch.ones_like(std)))
+        self.register_buffer("threshold", torch.zeros((), dtype=torch.float64))
+
+
+class Scorer(nn.Module):
+    """G (EMA), D, E, preprocessing and fitted normal statistics; scores batches of raw samples.
+
+    Buffers: ``bank`` (N, F) D features of normal-training samples; ``feature_gaussian`` and ``layer_gaussians``
+    (Gaussian modules); ``calibration_x`` (N_val, ...) model-space normal-validation samples; ``weights`` (K,);
+    ``calibrations[key]`` per inversion setting. Absent statistics are ``None`` / empty.
+    """
+
+    def __init__(self, spec: ScorerSpec):
+        super().__init__()
+        self.spec = spec
+        self.components = ordered(spec.components)
+        self.needs = needs_of(self.components)
+        self.generator, self.discriminator, self.encoder = build_models(spec.model_args)
+        self.preprocess = Preprocess(spec.preprocess)
+        self.register_buffer("bank", None)
+        self.register_buffer("calibration_x", None)
+        self.register_buffer("weights", torch.tensor([float(spec.weights.get(c, 0.0)) for c in self.components],
+                                                     dtype=torch.float64))
+        self.feature_gaussian: Optional[Gaussian] = None
+        self.layer_gaussians = nn.ModuleList()
+        self.calibrations = nn.ModuleDict()
+        if spec.dtype == "float64":
+            self.double()
+        self.eval().requires_grad_(False)
+
+    # ------------------------------------------------------------------ building from a saved state
+    @classmethod
+    def from_state(cls, spec: ScorerSpec, state: dict) -> "Scorer":
+        """Rebuild from ``spec`` and a ``state_dict()``: statistics are shaped as saved, then loaded strictly."""
+        scorer = cls(spec)
+        if "bank" in state:
+            scorer.bank = torch.zeros(state["bank"].shape, dtype=state["bank"].dtype)
+        if "calibration_x" in state:
+            scorer.calibration_x = torch.zeros(state["calibration_x"].shape, dtype=state["calibration_x"].dtype)
+        if "feature_gaussian.mean" in state:
+            scorer.feature_gaussian = Gaussian(state["feature_gaussian.mean"], state["feature_gaussian.precision"])
+        i = 0
+        while f"layer_gaussians.{i}.mean" in state:
+            scorer.layer_gaussians.append(Gaussian(state[f"layer_gaussians.{i}.mean"],
+                                                   state[f"layer_gaussians.{i}.precision"]))
+            i += 1
+        for key in sorted({k.split(".")[1] for k in state if k.startswith("calibrations.")}):
+            scorer.calibrations[key] = Calibration(state[f"calibrations.{key}.values"])
+        scorer.load_state_dict(state, strict=True)
+        return scorer.eval().requires_grad_(False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.weights.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.discriminator.parameters()).dtype
+
+    def default_inversion(self) -> Inversion:
+        return Inversion(**self.spec.inversion)
+
+    def missing_statistics(self) -> list[str]:
+        """The fitted statistics the active components need but the scorer lacks (fit_normal_statistics adds them)."""
+        have = {BANK: self.bank is not None, FEATURE_GAUSSIAN: self.feature_gaussian is not None,
+                LAYER_GAUSSIANS: len(self.layer_gaussians) > 0}
+        return sorted(n for n in self.needs if n in have and not have[n])
+
+    # ------------------------------------------------------------------ one scoring pass
+    def _autocast(self):
+        if self.spec.amp and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def scoring_pass(self, x: torch.Tensor, inversion: Optional[Inversion] = None) -> Pass:
+        """D pass (with the pooled layers when ``layer_maha`` is active) and, when a component needs it, the
+        inversion: ``x`` (B, ...) is a model-space batch. Only the inversion runs with gradients (on z)."""
+        inv = inversion or Inversion("encoder")
+        with self._autocast():
+            with torch.no_grad():
+                if LAYER_GAUSSIANS in self.needs:
+                    d_out, f_x, layers = self.discriminator.forward_with_layers(x)
+                else:
+                    (d_out, f_x), layers = self.discriminator.forward_with_features(x), None
+            p = Pass(x=x, d_out=d_out.to(self.dtype), f_x=f_x.to(self.dtype),
+                     layers=None if layers is None else [h.to(self.dtype) for h in layers],
+                     residual_norm=self.spec.residual_norm, knn_k=self.spec.knn_k)
+            if INVERSION in self.needs:
+                res = invert_latent(x, self.generator, self.discriminator, self.encoder, inv.method, steps=inv.steps,
+                                    refine_steps=inv.refine_steps, lr=inv.lr, lam=inv.lam, restarts=inv.restarts,
+                                    norm=self.spec.residual_norm, seed=self.spec.seed,
+                                    z_dim=self.spec.model_args["z_dim"], f_x=f_x)
+                with torch.no_grad():
+                    p.x_hat = res.x_hat.to(self.dtype)
+                    p.f_hat = self.discriminator.features(res.x_hat).to(self.dtype)
+        return p
+
+    def component_values(self, x: torch.Tensor, inversion: Optional[Inversion] = None,
+                         keep_reconstructions: bool = False) -> dict:
+        """Every active component of a model-space batch -> {name: (B,)} (+ ``x_hat`` when asked)."""
+        p = self.scoring_pass(x, inversion)
+        with torch.no_grad():
+            out = {c: COMPONENTS[c].compute(p, self) for c in self.components}
+        if keep_reconstructions:
+            out["x_hat"] = p.x_hat if p.x_hat is not None else self.reconstruct(x)
+        return out
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """G(E(x)) of a model-space batch."""
+        return self.generator(self.encoder(x)).to(self.dtype)
+
+    # ------------------------------------------------------------------ combining and calibrating
+    def combine(self, values: dict, calibration: Calibration, weights: Optional[dict] = None) -> torch.Tensor:
+        """``anomaly_score`` (B,) float64 from component values: the weighted mean of z-scores on the
+        normal-validation statistics of ``calibration`` (never of the batch), or AnoGAN's (1-lam)*R + lam*F."""
+        if self.spec.combination == "anogan":
+            lam = self.spec.lam
+            return (1.0 - lam) * values["residual"].double() + lam * values["feature_residual"].double()
+        w = self.weights if weights is None else torch.tensor(
+            [float(weights.get(c, 0.0)) for c in self.components], dtype=torch.float64, device=self.device)
+        stacked = torch.stack([values[c].double() for c in self.components], 1)  # (B, K)
+        z = (stacked - calibration.loc) / calibration.scale
+        return (z * w).sum(1) / w.sum()
+
+    def _values_table(self, values: dict) -> torch.Tensor:
+        return torch.stack([values[c].float() for c in self.components], 1)
+
+    def fit_calibration(self, inversion: Inversion, batch_size: int = 256) -> Calibration:
+        """Score the stored normal-validation samples with ``inversion`` and keep the result as its calibration."""
+        if self.calibration_x is None:
+            raise ValueError("the scorer holds no normal-validation samples to calibrate on")
+        parts = [self.component_values(self.calibration_x[i:i + batch_size], inversion)
+                 for i in range(0, len(self.calibration_x), batch_size)]
+        values = {c: torch.cat([p[c] for p in parts]) for c in self.components}
+        cal = Calibration(self._values_table(values)).to(self.device)
+        val_scores = self.combine(values, cal)
+        cal.threshold = torch.quantile(val_scores, self.spec.threshold_quantile).to(torch.float64)
+        self.calibrations[inversion.key] = cal
+        return cal
+
+    def calibration(self, inversion: Inversion) -> Optional[Calibration]:
+        return self.calibrations[inversion.key] if inversion.key in self.calibrations else None
+
+    def set_weights(self, weights: dict) -> None:
+        """New component weights (active components only); every stored threshold follows."""
+        self.spec.weights = {c: float(weights.get(c, 0.0)) for c in self.components}
+        self.weights = torch.tensor([self.spec.weights[c] for c in self.components], dtype=torch.float64,
+                                    device=self.device)
+        for cal in self.calibrations.values():
+            vals = {c: cal.values[:, i] for i, c in enumerate(self.components)}
+            cal.threshold = torch.quantile(self.combine(vals, cal), self.spec.threshold_quantile)
+
+    # ------------------------------------------------------------------ scoring
+    def score(self, x: torch.Tensor, inversion: Optional[Inversion] = None,
+              keep_reconstructions: bool = False) -> dict:
+        """Score a model-space batch: every active component, ``anomaly_score`` and ``threshold`` (B,) tensors."""
+        inv = inversion or self.default_inversion()
+        cal = self.calibration(inv)
+        if cal is None:
+            raise KeyError(inv.key)
+        out = self.component_values(x, inv, keep_reconstructions)
+        out["anomaly_score"] = self.combine(out, cal)
+        out["threshold"] = cal.threshold.expand(len(x))
+        return out
+
+    def forward(self, x: torch.Tensor) -> dict:
+        """Raw batch (source units: (B, C, H, W) in [0, 1] at the trained size, or (B, D)) -> every active component
+        and ``anomaly_score`` (B,) by the encoder path. Higher = more anomalous."""
+        out = self.score(self.preprocess(x.to(self.dtype)), Inversion("encoder"))
+        out.pop("threshold")
+        return out
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """Samples from the EMA generator for latents ``z`` (B, z_dim), in source units."""
+        return self.preprocess.inverse(self.generator(z.to(self.device, self.dtype)))

@@ -1,0 +1,118 @@
+"""From normal samples to a finished ``Scorer``: preprocessing, GAN + encoder training, normal statistics,
+calibration. Writes no files: the caller saves what ``on_epoch`` hands it (the run layer) or nothing (the
+estimator)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from anomgan.components import active_components
+from anomgan.config import Config
+from anomgan.data.preprocess import Preprocessor, fit_preprocessor
+from anomgan.errors import ConfigError, DataError, RunError
+from anomgan.model import Inversion, Scorer, ScorerSpec
+from anomgan.training.normal_stats import calibrate, fit_normal_statistics
+from anomgan.training.trainer import Trainer, dist_info
+
+MAX_CALIBRATION = 2000  # normal-validation samples kept in the scorer for calibration
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is '{name}' but no CUDA device is available (use cpu or auto)",
+                          cli=f"--device {name}: no CUDA device is available (use --device cpu or auto)")
+    return torch.device(name)
+
+
+def model_args_for(cfg: Config, pre: Preprocessor) -> dict:
+    args = {"kind": pre.kind, "z_dim": cfg.model.z_dim, "width": cfg.model.width, "depth": cfg.model.depth,
+            "spectral_norm": cfg.model.spectral_norm}
+    if pre.kind == "image":
+        args.update(channels=pre.channels, image_size=pre.image_size)
+    else:
+        args.update(n_features=pre.in_shape[0])
+    return args
+
+
+def inversion_for(cfg: Config, method: Optional[str] = None, steps: Optional[int] = None) -> Inversion:
+    """The config's inversion, with ``method`` / ``steps`` (iterative steps or hybrid refinement steps) changed."""
+    s = cfg.score
+    method = method or s.method
+    if method not in ("encoder", "iterative", "hybrid"):
+        raise ConfigError(f"unknown method '{method}' (use encoder, iterative or hybrid)")
+    if steps is not None and steps < 0:
+        raise ConfigError(f"steps must be >= 0, got {steps}", cli=f"--steps must be >= 0, got {steps}")
+    refine = steps if (steps is not None and method == "hybrid") else s.refine_steps
+    iters = max(1, steps) if (steps is not None and method == "iterative") else s.steps
+    return Inversion(method=method, steps=iters, refine_steps=refine, lr=s.lr, lam=s.lam, restarts=s.restarts)
+
+
+def scorer_spec(cfg: Config, pre: Preprocessor, model_args: dict, extra_components=()) -> ScorerSpec:
+    s = cfg.score
+    inv = inversion_for(cfg)
+    if s.combination == "anogan":  # (1 - lam) * residual + lam * feature_residual, whatever the weights
+        extra_components = (*extra_components, "residual", "feature_residual")
+    return ScorerSpec(model_args=model_args, preprocess=pre.to_dict(),
+                      components=list(active_components(s.weights, extra_components)),
+                      weights={k: float(v) for k, v in s.weights.items() if v},
+                      combination=s.combination, threshold_quantile=s.threshold_quantile,
+                      residual_norm=s.residual_norm, knn_k=s.knn_k, lam=s.lam, seed=cfg.train.seed, amp=s.amp,
+                      inversion=inv.__dict__.copy(), dtype="float64" if pre.kind == "tabular" else "float32")
+
+
+@dataclass
+class FitResult:
+    scorer: Optional[Scorer]  # None on ranks other than 0
+    trainer: Trainer
+    preprocessor: Preprocessor
+    seconds: float
+
+
+def fit_detector(cfg: Config, x_train: np.ndarray, x_val: np.ndarray, feature_names: Optional[list] = None,
+                 resume: Optional[dict] = None, on_epoch: Optional[Callable[[Trainer], None]] = None,
+                 verbose: bool = False, extra_components=()) -> FitResult:
+    """Train on normal ``x_train`` (source units: (N, C, H, W) in [0, 1] or (N, D)), calibrate on normal ``x_val``.
+
+    ``resume``: a trainer state (``RunFile.training_state()``) to continue from. ``extra_components`` are computed
+    and stored beside the weighted ones (studies; they weigh 0 in ``anomaly_score``).
+    """
+    start = time.perf_counter()
+    kind = "tabular" if x_train.ndim == 2 else "image"
+    if len(x_train) < 2:
+        raise DataError(f"need at least 2 normal training samples, got {len(x_train)}")
+    device = resolve_device(cfg.train.device)
+    if resume is not None and resume.get("preprocess"):
+        pre = Preprocessor.from_dict(resume["preprocess"])
+    else:
+        pre = fit_preprocessor(x_train, kind, cfg.data.image_size, cfg.data.channels, cfg.data.resize,
+                               cfg.data.allow_resize, feature_names)
+    xt = pre.transform(pre.check(x_train, "training data"))
+    xv = pre.transform(pre.check(np.asarray(x_val, dtype=np.float32), "validation data"))[:MAX_CALIBRATION]
+    model_args = model_args_for(cfg, pre)
+    if resume is not None and resume["model_args"] != model_args:
+        raise RunError(f"the run was trained with model {resume['model_args']}, the config asks for {model_args}; "
+                       f"use the run's own config or start over",
+                       cli=f"the run was trained with model {resume['model_args']}, the config asks for "
+                           f"{model_args}; use the run's own config or --force to start over")
+    trainer = Trainer(cfg, model_args, xt, device, verbose, on_epoch=on_epoch, preprocess=pre.to_dict())
+    if resume is not None:
+        trainer.load_state_dict(resume)
+    trainer.run()
+    scorer = None
+    if dist_info()[0] == 0:
+        scorer = Scorer(scorer_spec(cfg, pre, model_args, extra_components))
+        scorer.generator.load_state_dict(trainer.generator_ema.state_dict())
+        scorer.discriminator.load_state_dict(trainer.discriminator.state_dict())
+        scorer.encoder.load_state_dict(trainer.encoder.state_dict())
+        scorer = scorer.to(device)
+        s = cfg.score
+        fit_normal_statistics(scorer, xt, s.bank_size, cfg.train.seed, s.batch_size)
+        calibrate(scorer, xv, [scorer.default_inversion(), Inversion("encoder")], s.batch_size)
+    return FitResult(scorer, trainer, pre, time.perf_counter() - start)
