@@ -118,6 +118,8 @@ class AnoGAN(OutlierMixin, BaseEstimator):
         if ndim == 3:
             X = np.asarray(X)[:, None]  # (N, H, W) -> (N, 1, H, W)
             ndim = 4
+        if ndim == 4 and not reset and hasattr(self, "scorer_"):  # say "channels" and "size", not "features"
+            self.preprocessor_.check(np.asarray(X, dtype=np.float32), "X")
         X = validate_data(self, X, reset=reset, allow_nd=ndim == 4, dtype=[np.float64, np.float32],
                           ensure_min_samples=3 if reset else 1)
         return np.ascontiguousarray(X, dtype=np.float32)

@@ -53,7 +53,7 @@ def test_train_generate_score_end_to_end(tmp_path, digits):
                  "--batch-size", "3", "--save-reconstructions", tmp_path / "rec", "--quiet")
     assert res.exit_code == 0, res.output
     frame = pd.read_csv(out)
-    assert list(frame.columns) == ["id", "d_score", "residual", "feature_residual", "feature_knn", "feature_maha",
+    assert list(frame.columns) == ["id", "d_score", "residual", "feature_residual", "feature_knn",
                                    "layer_maha", "anomaly_score", "threshold", "is_anomaly"]
     assert len(frame) == 10 and frame.id.tolist() == list(range(10))
     assert (tmp_path / "rec" / "top_anomalies.png").stat().st_size > 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from anomgan.training.checkpoint import load_checkpoint
+from anomgan.run_format import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,16 +22,16 @@ def test_torchrun_two_processes_gloo(tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**__import__("os").environ,
                                                                                 "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr[-3000:]
-    ckpt = load_checkpoint(run / "checkpoint.pt")
-    assert ckpt["phase"] == "done" and ckpt["epoch"] == 2
+    saved = load_run(run)
+    assert saved.done and saved.training["epoch"] == 2
     metrics = pd.read_csv(run / "metrics.csv")
     assert metrics[metrics.phase == "gan"].epoch.tolist() == [1, 2]  # rank 0 alone wrote, once per epoch
-    assert (run / "samples.png").is_file() and (run / "calibration.json").is_file()
+    assert (run / "samples.png").is_file()
     assert '"world_size": 2' in (run / "run.json").read_text()
     # the run scores like any other
     from anomgan import AnoGAN
     from anomgan.data import load_source
 
     det = AnoGAN.load(run, device="cpu")
-    scores = det.score_samples(load_source("digits").x[:8], "encoder")
+    scores = det.anomaly_score(load_source("digits").x[:8], "encoder")
     assert scores.shape == (8,) and all(map(float.__instancecheck__, scores.tolist()))

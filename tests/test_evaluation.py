@@ -80,11 +80,11 @@ def test_benchmark_resume_skips_finished_cases(tmp_path, monkeypatch):
         return cases
 
     monkeypatch.setattr(bm, "cases_for", spy)
-    from anomgan import detector
+    from anomgan.training import fit
 
     calls = []
-    real_fit = detector.AnoGAN.fit
-    monkeypatch.setattr(detector.AnoGAN, "fit", lambda self, *a, **k: calls.append(1) or real_fit(self, *a, **k))
+    real_fit = fit.fit_detector
+    monkeypatch.setattr(fit, "fit_detector", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
     second = bm.run_benchmark(cfg, "one-class", [1, 2, 3], [0], out, method="encoder")
     assert second.skipped == 2 and len(calls) == 1
     assert pd.read_csv(out).normal_classes.astype(str).tolist() == ["1", "2", "3"]

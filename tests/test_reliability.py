@@ -15,7 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 from anomgan.errors import RunError
-from anomgan.training.checkpoint import load_checkpoint
+from anomgan.run_format import load_run
 from cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,10 +106,20 @@ def test_not_a_run_truncated_and_foreign_checkpoints(trained_run, tmp_path):
     _error(invoke("evaluate", "--run", broken), "corrupt or truncated checkpoint")
     other = tmp_path / "other"
     shutil.copytree(trained_run, other)
-    ckpt = load_checkpoint(other / "checkpoint.pt")
-    ckpt["model_args"] = {**ckpt["model_args"], "width": ckpt["model_args"]["width"] * 2}
+    ckpt = torch.load(other / "checkpoint.pt", weights_only=True)
+    args = ckpt["scorer"]["spec"]["model_args"]
+    args["width"] *= 2
     torch.save(ckpt, other / "checkpoint.pt")
     _error(invoke("evaluate", "--run", other), "does not match its architecture")
+
+
+def test_run_of_an_older_format_names_its_version(trained_run, tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    torch.save({"format": "anomgan-checkpoint", "version": 1, "phase": "done"}, old / "checkpoint.pt")
+    _error(invoke("evaluate", "--run", old), "run format version 1 is not supported")
+    _error(invoke("score", "--run", old, "--input", "digits", "--out", tmp_path / "s.csv"), "version 1")
+    assert not (tmp_path / "s.csv").exists()
 
 
 class _Payload:
@@ -126,11 +136,11 @@ def test_pickle_payload_in_checkpoint_is_refused_without_running(trained_run, tm
     MARKER.unlink(missing_ok=True)
     evil = tmp_path / "evil"
     shutil.copytree(trained_run, evil)
-    ckpt = load_checkpoint(evil / "checkpoint.pt")
+    ckpt = torch.load(evil / "checkpoint.pt", weights_only=True)
     ckpt["payload"] = _Payload()
     torch.save(ckpt, evil / "checkpoint.pt", pickle_protocol=2)
     with pytest.raises(RunError, match="refused to load"):
-        load_checkpoint(evil / "checkpoint.pt")
+        load_run(evil)
     _error(invoke("evaluate", "--run", evil), "refused to load")
     assert not MARKER.exists()
 
@@ -170,7 +180,7 @@ def test_kill_9_then_resume_completes_without_gaps(tmp_path):
     _wait_for_epoch(run, 3, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    ckpt = load_checkpoint(run / "checkpoint.pt")  # intact despite the kill
+    ckpt = load_run(run).training  # intact despite the kill
     assert 3 <= ckpt["epoch"] < 30
     res = _cli(*TRAIN_ARGS, "--out", run, "--epochs", "30", "--resume")
     out, err = res.communicate(timeout=300)
@@ -178,7 +188,7 @@ def test_kill_9_then_resume_completes_without_gaps(tmp_path):
     metrics = pd.read_csv(run / "metrics.csv")
     assert metrics[metrics.phase == "gan"].epoch.tolist() == list(range(1, 31))
     assert metrics[metrics.phase == "encoder"].epoch.tolist() == [1, 2]
-    assert load_checkpoint(run / "checkpoint.pt")["phase"] == "done"
+    assert load_run(run).phase == "done"
 
 
 def test_sigint_saves_and_exits_cleanly(tmp_path):
@@ -189,7 +199,7 @@ def test_sigint_saves_and_exits_cleanly(tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "Interrupted" in err and "--resume" in err and "Traceback" not in err
-    assert load_checkpoint(run / "checkpoint.pt")["epoch"] >= 2
+    assert load_run(run).training["epoch"] >= 2
 
 
 def test_score_killed_midway_leaves_no_output(trained_run, tmp_path, digits):

@@ -9,21 +9,21 @@ from anomgan import AnoGAN
 from anomgan.errors import OutputError, TrainingDiverged
 from anomgan.runs import train_run
 from anomgan.training import losses
-from anomgan.training.checkpoint import load_checkpoint
+from anomgan.run_format import load_run
 from anomgan.training.stabilisers import diff_augment
 from conftest import tiny_config
 
 
 def _weights(run_dir):
-    ckpt = load_checkpoint(run_dir / "checkpoint.pt")
+    state = load_run(run_dir).training_state()
     return {k: v for part in ("generator", "generator_ema", "discriminator", "encoder")
-            for k, v in ((f"{part}.{n}", t) for n, t in ckpt[part].items())}
+            for k, v in ((f"{part}.{n}", t) for n, t in state[part].items())}
 
 
 @pytest.mark.parametrize("loss", ["ns", "minimax", "wgan-gp", "hinge"])
 def test_each_loss_trains_without_nan(digits, loss):
     cfg = tiny_config(train__loss=loss, train__n_critic=2 if loss == "wgan-gp" else 1, train__epochs=2)
-    det = AnoGAN(cfg).fit(digits.x[digits.y == "0"])
+    det = AnoGAN(config=cfg).fit(digits.x[digits.y == "0"])
     rows = [r for r in det.history_ if r["phase"] == "gan"]
     assert len(rows) == 2
     for r in rows:
@@ -32,15 +32,16 @@ def test_each_loss_trains_without_nan(digits, loss):
 
 def test_tabular_training(rng):
     x = rng.normal(size=(80, 6)).astype(np.float32)
-    det = AnoGAN(tiny_config()).fit(x)
+    det = AnoGAN(config=tiny_config()).fit(x)
     assert det.preprocessor_.kind == "tabular"
-    scores = det.score_samples(np.concatenate([x[:5], x[:5] + 25.0]))
+    scores = det.anomaly_score(np.concatenate([x[:5], x[:5] + 25.0]))
     assert scores[5:].min() > scores[:5].max()
+    assert det.scorer_.dtype == torch.float64  # tables score in float64: batch-independent to rounding
 
 
 def test_run_directory_contents(tmp_path, tiny_cfg):
     res = train_run(tiny_cfg, tmp_path / "run")
-    for name in ("checkpoint.pt", "metrics.csv", "config.yaml", "samples.png", "run.json", "calibration.json"):
+    for name in ("checkpoint.pt", "metrics.csv", "config.yaml", "samples.png", "run.json"):
         assert (res.run_dir / name).is_file(), name
     assert sorted(p.name for p in (res.run_dir / "samples").iterdir()) == ["epoch_0001.png", "epoch_0002.png"]
     metrics = pd.read_csv(res.run_dir / "metrics.csv")
@@ -67,7 +68,7 @@ def test_resume_equivalence(tmp_path):
     full = train_run(tiny_config(train__epochs=2, encoder__epochs=1), tmp_path / "full")
     interrupted = tmp_path / "interrupted"
     _train_and_stop_after(tiny_config(train__epochs=2, encoder__epochs=1), interrupted, gan_epochs=1)
-    assert load_checkpoint(interrupted / "checkpoint.pt")["epoch"] == 1
+    assert load_run(interrupted).training["epoch"] == 1
     train_run(tiny_config(train__epochs=2, encoder__epochs=1), interrupted, resume=True)
     wf, wr = _weights(full.run_dir), _weights(interrupted)
     assert all(torch.equal(wf[k], wr[k]) for k in wf)
@@ -81,21 +82,21 @@ class _Stop(Exception):
 
 def _train_and_stop_after(cfg, out, gan_epochs):
     """Train and raise right after the checkpoint of GAN epoch ``gan_epochs`` (like a kill between epochs)."""
-    from anomgan.training import trainer as tr
+    from anomgan import runs
 
-    original = tr.Trainer.checkpoint
+    original = runs.save_run
 
-    def checkpoint(self):
-        original(self)
-        if self.state.phase == "gan" and self.state.epoch == gan_epochs:
+    def save_then_stop(run_dir, config, phase, training, *args, **kwargs):
+        original(run_dir, config, phase, training, *args, **kwargs)
+        if phase == "gan" and training["epoch"] == gan_epochs:
             raise _Stop
 
-    tr.Trainer.checkpoint = checkpoint
+    runs.save_run = save_then_stop
     try:
         with pytest.raises(_Stop):
             train_run(cfg, out)
     finally:
-        tr.Trainer.checkpoint = original
+        runs.save_run = original
 
 
 def test_nan_loss_is_caught_and_last_checkpoint_kept(tmp_path, monkeypatch):
@@ -104,7 +105,23 @@ def test_nan_loss_is_caught_and_last_checkpoint_kept(tmp_path, monkeypatch):
     monkeypatch.setattr(losses, "g_loss", lambda loss, fake: fake.mean() * float("nan"))
     with pytest.raises(TrainingDiverged, match=r"epoch 2.*last good checkpoint: epoch 1.*wgan-gp"):
         train_run(tiny_config(train__epochs=3), out, resume=True)
-    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 1
+    assert load_run(out).training["epoch"] == 1
+
+
+def test_finished_run_resumes_to_more_epochs(tmp_path):
+    """A run saved after training carries its optimisers and RNG: --resume with more epochs trains on from it, the
+    encoder anew for the new generator, and lands where an uninterrupted run of that length lands."""
+    out = tmp_path / "run"
+    first = train_run(tiny_config(train__epochs=1, encoder__epochs=1), out)
+    assert load_run(out).phase == "done" and first.detector.threshold_ > -np.inf
+    train_run(tiny_config(train__epochs=2, encoder__epochs=1), out, resume=True)
+    run = load_run(out)
+    assert run.done and run.training["epoch"] == 2 and run.training["encoder_epoch"] == 1
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert metrics[metrics.phase == "gan"].epoch.tolist() == [1, 2]
+    straight = train_run(tiny_config(train__epochs=2, encoder__epochs=1), tmp_path / "straight")
+    ws, wr = _weights(straight.run_dir), _weights(out)
+    assert all(torch.equal(ws[k], wr[k]) for k in ws if not k.startswith("encoder"))
 
 
 def test_gradient_penalty_is_one_for_unit_slope():
@@ -134,12 +151,12 @@ def test_lazy_gradient_penalty_runs_on_every_kth_critic_step(digits, monkeypatch
     x = digits.x[digits.y == "0"]
     # 1 epoch, batch 32 over ~160 training images -> a known number of critic steps
     cfg = tiny_config(train__loss="wgan-gp", train__n_critic=2, train__epochs=1, encoder__epochs=0)
-    AnoGAN(cfg).fit(x)
+    AnoGAN(config=cfg).fit(x)
     every_step = len(calls)
     calls.clear()
     cfg = tiny_config(train__loss="wgan-gp", train__n_critic=2, train__epochs=1, encoder__epochs=0,
                       train__gp_every=3)
-    det = AnoGAN(cfg).fit(x)
+    det = AnoGAN(config=cfg).fit(x)
     assert every_step >= 6
     assert len(calls) == math.ceil(every_step / 3)  # critic steps 0, 3, 6, ...
     assert all(math.isfinite(r["d_loss"]) for r in det.history_ if r["phase"] == "gan")
