@@ -97,7 +97,8 @@ def _class_flag(text: Optional[str]):
 @handle_errors
 def train(
     config: Annotated[Optional[Path], typer.Option(help="YAML run config (see configs/).")] = None,
-    data: Annotated[Optional[str], typer.Option(help="Source: digits | mnist | fashion-mnist | cifar10 | a path.")] = None,
+    data: Annotated[Optional[str], typer.Option(
+        help="Source: digits | mnist | fashion-mnist | cifar10 | a path.")] = None,
     data_root: Annotated[Optional[str], typer.Option(help="Folder holding torchvision data sets.")] = None,
     normal_classes: Annotated[Optional[str], typer.Option(help="Normal classes: '0', '0,3', '0-4'.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<data>-<classes>).")] = None,
@@ -106,7 +107,8 @@ def train(
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --out.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Start over, replacing the run in --out.")] = False,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: section.key=value.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: section.key=value.")] \
+        = None,
     evaluate: Annotated[bool, typer.Option("--evaluate", help="Evaluate on the test split after training.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ):
@@ -143,7 +145,8 @@ def score(
     run: Annotated[Path, typer.Option(help="Run directory from 'anomgan train'.")],
     input: Annotated[str, typer.Option(help="Samples: .npy/.npz/.csv/image/image folder or a named source.")],
     method: Method = None,
-    steps: Annotated[Optional[int], typer.Option(help="Inversion steps (iterative) or refinement steps (hybrid).")] = None,
+    steps: Annotated[Optional[int], typer.Option(
+        help="Inversion steps (iterative) or refinement steps (hybrid).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="CSV of per-sample scores (default reports/scores.csv).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Samples per batch (bounds memory).")] = None,
     num_workers: Annotated[Optional[int], typer.Option(help="DataLoader workers for image folders.")] = None,
@@ -203,12 +206,13 @@ def benchmark(
         help="Cases CSV (default reports/benchmark.csv); <stem>.summary.csv is written beside it.")] = None,
     runs_dir: Annotated[Optional[Path], typer.Option(help="Where case runs live (default <out stem>.runs/).")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: section.key=value.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: section.key=value.")] \
+        = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ):
     """Train and evaluate one case per (class, seed); resumable: finished cases are skipped."""
     from anomgan.config import parse_int_list
-    from anomgan.evaluation.benchmark import run_benchmark
+    from anomgan.benchmark import run_benchmark
 
     flags = {"data.source": data, "data.root": data_root, "train.epochs": epochs, "train.device": device}
     cfg = _resolve_config(config, flags, set_ or [])

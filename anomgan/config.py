@@ -124,7 +124,8 @@ def parse_class_list(text: str | list | None) -> list | None:
         items = [t.strip() for t in str(text).split(",") if t.strip()]
     out: list = []
     for item in items:
-        if "-" in item and all(p.strip().lstrip("-").isdigit() for p in item.split("-", 1)) and not item.startswith("-"):
+        is_range = all(p.strip().lstrip("-").isdigit() for p in item.split("-", 1))
+        if "-" in item and is_range and not item.startswith("-"):
             lo, hi = (int(p) for p in item.split("-", 1))
             if hi < lo:
                 raise ConfigError(f"invalid class range '{item}': end before start")
@@ -238,7 +239,8 @@ def validate(cfg: Config) -> Config:
 
     need(0 < d.val_fraction < 1, "data.val_fraction", "must be in (0, 1)", d.val_fraction)
     need(0 < d.test_fraction < 1, "data.test_fraction", "must be in (0, 1)", d.test_fraction)
-    need(d.image_size is None or d.image_size in (8, 16, 32, 64), "data.image_size", "one of 8, 16, 32, 64", d.image_size)
+    need(d.image_size is None or d.image_size in (8, 16, 32, 64), "data.image_size", "one of 8, 16, 32, 64",
+         d.image_size)
     need(d.channels in (None, 1, 3), "data.channels", "1 or 3", d.channels)
     need(d.resize in ("pad", "resize"), "data.resize", "pad or resize", d.resize)
     need(d.max_train is None or d.max_train >= 2, "data.max_train", "at least 2", d.max_train)
@@ -259,7 +261,8 @@ def validate(cfg: Config) -> Config:
     need(t.gp_every >= 1, "train.gp_every", "at least 1", t.gp_every)
     need(0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1)", t.ema_decay)
     need(t.sample_every >= 1, "train.sample_every", "at least 1", t.sample_every)
-    need(t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:"), "train.device", "auto, cpu or cuda", t.device)
+    need(t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:"), "train.device", "auto, cpu or cuda",
+         t.device)
     need(e.epochs >= 0, "encoder.epochs", "must be >= 0", e.epochs)
     need(e.lr > 0, "encoder.lr", "must be > 0", e.lr)
     need(e.kappa >= 0, "encoder.kappa", "must be >= 0", e.kappa)

@@ -18,8 +18,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from anomgan.components import (BANK, COMPONENTS, FEATURE_GAUSSIAN, INVERSION, LAYER_GAUSSIANS, Pass, needs_of,
-                                 ordered)
+from anomgan.components import BANK, COMPONENTS, FEATURE_GAUSSIAN, INVERSION, LAYER_GAUSSIANS, Pass, needs_of, ordered
 from anomgan.data.preprocess import Preprocess
 from anomgan.models import build_models
 from anomgan.scoring.inversion import invert_latent
@@ -52,7 +51,8 @@ class Inversion:
 class ScorerSpec:
     """The scorer's constructor arguments: plain data, saved in the run beside its state_dict."""
 
-    model_args: dict  # build_models' arguments: kind, z_dim, width, depth, spectral_norm, channels/image_size | n_features
+    model_args: dict  # build_models' arguments: kind, z_dim, width, depth, spectral_norm, channels + image_size
+    #                   (images) or n_features (tables)
     preprocess: dict  # Preprocessor.to_dict(): source units -> model space
     components: list  # computed and stored, in registry order
     weights: dict  # component -> weight in anomaly_score

@@ -104,7 +104,8 @@ def train_run(cfg: Config, out: Path, resume: bool = False, force: bool = False,
             return
         save_run(out, cfg, trainer.state.phase, trainer.state_dict(), meta=meta)
         e, t = trainer.state, cfg.train
-        if ds.kind == "image" and trainer.state.phase == "gan" and (e.epoch % t.sample_every == 0 or e.epoch == t.epochs):
+        due = e.epoch % t.sample_every == 0 or e.epoch == t.epochs
+        if ds.kind == "image" and e.phase == "gan" and due:
             (out / "samples").mkdir(exist_ok=True)
             _sample_grid(trainer.generator_ema, trainer.fixed_z, out / "samples" / f"epoch_{e.epoch:04d}.png",
                          Preprocessor.from_dict(trainer.preprocess).to_unit)
@@ -170,8 +171,9 @@ def score_input(run: Path, input_path: str, out: Path, method: Optional[str] = N
     if save_reconstructions is not None and det.preprocessor_.kind != "image":
         raise OutputError("reconstructions are pictures of image runs only",
                           cli="--save-reconstructions applies to image runs only")
-    chunks = iter_input(input_path, det.preprocessor_, bs, cfg.score.num_workers if num_workers is None else num_workers,
-                        cfg.data.label_column, cfg.data.root, cfg.data.download)
+    workers = cfg.score.num_workers if num_workers is None else num_workers
+    chunks = iter_input(input_path, det.preprocessor_, bs, workers, cfg.data.label_column, cfg.data.root,
+                        cfg.data.download)
     top = TopK(top_k) if save_reconstructions is not None else None
     n = flagged = 0
     threshold = float("nan")

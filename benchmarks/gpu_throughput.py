@@ -20,6 +20,7 @@ import torch
 from anomgan import AnoGAN
 from anomgan.config import build_config
 from anomgan.runs import load_data, split_data, train_run
+from anomgan.training.fit import inversion_for
 
 
 def main() -> None:
@@ -45,20 +46,20 @@ def main() -> None:
         rows.append({"stage": "train", "method": "gan", "amp": amp, "steps": "",
                      "images_per_s": gan.images_per_s.iloc[1:].mean()})
         det = AnoGAN.load(res.run_dir, device="cuda")
-        det.config_.score.amp = amp
+        det.scorer_.spec.amp = amp
         ds = load_data(cfg)
         x = ds.x[split_data(cfg, ds).test]
         for method, n, steps in (("encoder", args.n_score, None), ("hybrid", args.n_score, None),
                                  ("iterative", args.n_iterative, 500)):
-            det.calibrate(method, steps)
-            det.score_components(x[:64], method, steps)  # warm-up
+            det.score_components(x[:64], method, steps)  # calibrates this setting, and warms up
             torch.cuda.synchronize()
             start = time.perf_counter()
             det.score_components(x[:n], method, steps)
             torch.cuda.synchronize()
-            s = det._score_config(method, steps)
+            inv = inversion_for(cfg, method, steps)
             rows.append({"stage": "score", "method": method, "amp": amp,
-                         "steps": s.steps if method == "iterative" else (s.refine_steps if method == "hybrid" else 0),
+                         "steps": inv.steps if method == "iterative" else
+                         (inv.refine_steps if method == "hybrid" else 0),
                          "images_per_s": n / (time.perf_counter() - start)})
         for r in rows[-4:]:
             print(r, flush=True)

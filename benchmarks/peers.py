@@ -18,7 +18,6 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
@@ -53,7 +52,6 @@ def _pyod_peer(name: str):
     def run(train, test):
         try:
             import torch
-
             from pyod.models.anogan import AnoGAN
             from pyod.models.auto_encoder import AutoEncoder
             from pyod.models.deep_svdd import DeepSVDD

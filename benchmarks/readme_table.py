@@ -10,40 +10,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from anomgan.config import COMPONENTS
+from anomgan.components import NAMES as COMPONENTS
 
 ROOT = Path(__file__).resolve().parents[1]
 B = ROOT / "reports" / "benchmarks"
 
 
-# how the MNIST CPU cases shared the machine (from the session logs; docs/tuning.md)
-MNIST_TIMING = ("seed 0 ran alone (245–297 s per digit); seed 1 and seed 2's digits 0, 1 and 3 shared the two cores "
-                "with other jobs; seed 2's digit 2 resumed after a restart, so its 44 s is only the rest of its run; "
-                "seed 2's digits 4–9, alone, took 224–330 s. These times add the bank and its Gaussian (9–22 s, "
-                "fitted with scikit-learn's full LedoitWolf at the time; the Cholesky path that ships takes 3.1 s, "
-                "`reports/benchmarks/bank_fit.csv`).")
-
-
-E6_TIMING = ("Every case was trained from scratch with the bank and its Gaussian; seeds 1 and 2 ran alone on the "
-             "machine, seed 0's digits 0 and 1 shared it with light work (tests, git).")
-
-
-E6_LAYER_TIMING = ("The models are those of `reports/benchmarks/mnist-cpu-e6.csv`, trained from scratch with the "
-                   "bank (seeds 1 and 2 alone on the machine, seed 0's digits 0 and 1 beside light work), re-scored "
-                   "with the shipped weights by `benchmarks/rescore.py`, which rebuilt each bank with its "
-                   "`layer_maha` Gaussians from the case's training split (the samples a fresh run keeps) and "
-                   "added that time ({rebuild}) to the training time. Training reads neither the bank nor the weights: "
-                   "three cases retrained from scratch with the shipped config reproduce their rows bit for bit "
-                   "(`reports/benchmarks/mnist-cpu-repro.csv`).")
-
-
-def _rebuild_seconds(rescored: Path, original: Path) -> str:
-    """Range of the seconds ``rescore.py`` added to each case's training time, as text."""
-    key = ["normal_classes", "seed"]
-    a = pd.read_csv(rescored).set_index(key).train_seconds
-    b = pd.read_csv(original).set_index(key).train_seconds
-    extra = (a - b.reindex(a.index)).dropna()
-    return f"{extra.min():.1f}–{extra.max():.1f} s"
+MNIST_NOTE = ("The models are those of `reports/benchmarks/mnist-cpu-e6.csv` (anomgan 0.1, trained from scratch, "
+              "seeds 1 and 2 alone on the machine), re-scored with the shipped weights by `benchmarks/rescore.py` "
+              "(bank and `layer_maha` Gaussians rebuilt from each case's training split, that time added to the "
+              "training time). Training reads neither the bank nor the weights: cases retrained from scratch with "
+              "the shipped config reproduce their rows (`reports/benchmarks/mnist-cpu-repro.csv`, and "
+              "`reports/benchmarks/redesign-equality.csv` for this version).")
 
 
 def _pct(v: float) -> str:
@@ -102,50 +80,11 @@ def peers_lines(path: Path, label: str) -> list[str]:
 
 def main() -> None:
     out: list[str] = []
-    out += one_class_table(B / "digits-one-class.csv", "scikit-learn digits, `configs/digits.yaml`, 2-core CPU",
-                           baselines=[("earlier run, weights 0.5/1/1/knn 5/maha 5", B / "digits-one-class-maha.csv"),
-                                      ("earlier run, weights 0.5/1/1/knn 2.5", B / "digits-one-class-knn.csv"),
-                                      ("before the bank (weights 0.5/1/1, seed 0 only)",
-                                       B / "digits-one-class-noknn.csv")])
+    out += one_class_table(B / "digits-one-class.csv", "scikit-learn digits, `configs/digits.yaml`, 2-core CPU")
     out += [""] + peers_lines(B / "peers-digits.csv", "digits")
-    mnist_cpu, mnist_maha, e6 = (B / "mnist-cpu-one-class.csv", B / "mnist-cpu-one-class-maha.csv",
-                                 B / "mnist-cpu-e6.csv")
-    e6_layer = B / "mnist-cpu-e6-layer.csv"
-    if e6_layer.exists():
-        out += [""] + one_class_table(
-            e6_layer, "MNIST, `configs/mnist.yaml` (WGAN-GP, 6 GAN epochs, encoder, weights 0.5/1/1/knn 5/layer 10), "
-            "2-core CPU", baselines=[("same models, weights 0.5/1/1/knn 5/maha 5 (as trained)", e6),
-                                     ("7 GAN epochs, weights 0.5/1/1/knn 5/maha 5", mnist_maha),
-                                     ("7 GAN epochs, weights 0.5/1/1/knn 2.5", B / "mnist-cpu-one-class-knn.csv"),
-                                     ("7 GAN epochs, no bank (weights 0.5/1/1)", mnist_cpu)],
-            note=E6_LAYER_TIMING.format(rebuild=_rebuild_seconds(e6_layer, e6)))
-        if mnist_maha.exists():
-            out += ["", f"The 7-epoch models (trained before the bank existed and re-scored, "
-                    f"`{mnist_maha.relative_to(ROOT)}`; `configs/mnist.yaml` shipped 7 epochs until the 6-epoch run "
-                    f"matched them): {MNIST_TIMING}"]
-    elif e6.exists():
-        out += [""] + one_class_table(
-            e6, "MNIST, `configs/mnist.yaml` (WGAN-GP, 6 GAN epochs, encoder, weights 0.5/1/1/knn 5/maha 5), "
-            "2-core CPU", baselines=[("7 GAN epochs, same weights", mnist_maha),
-                                     ("7 GAN epochs, weights 0.5/1/1/knn 2.5", B / "mnist-cpu-one-class-knn.csv"),
-                                     ("7 GAN epochs, no bank (weights 0.5/1/1)", mnist_cpu)], note=E6_TIMING)
-        if mnist_maha.exists():
-            out += ["", f"The 7-epoch models (trained before the bank existed and re-scored with the shipped weights, "
-                    f"`{mnist_maha.relative_to(ROOT)}`; `configs/mnist.yaml` shipped 7 epochs until the 6-epoch run "
-                    f"matched them): {MNIST_TIMING}"]
-    elif mnist_cpu.exists():
-        out += [""] + one_class_table(mnist_cpu, "MNIST, `configs/mnist.yaml` (WGAN-GP, encoder), 2-core CPU")
-    out += [""] + one_class_table(B / "mnist-one-class.csv",
-                                  "MNIST, `configs/mnist-ns.yaml` (the previous default: NS, hybrid), one NVIDIA H100")
-    cpu = B / "mnist3-cpu-evaluate.csv"
-    if cpu.exists():
-        import json
-
-        ev = pd.read_csv(cpu)
-        auc = ev[(ev.anomalous_class == "all") & (ev.component == "anomaly_score")].roc_auc.iloc[0]
-        secs = json.loads((B / "mnist3-cpu-run.json").read_text())["train_seconds"]
-        out += ["", f"`configs/mnist-ns.yaml` on the 2-core CPU, digit 3, seed 0: ROC-AUC {_pct(auc)}, training "
-                f"{secs:.1f} s (`reports/benchmarks/mnist3-cpu-*`; samples in `mnist3-cpu-samples.png`)."]
+    out += [""] + one_class_table(
+        B / "mnist-cpu-e6-layer.csv", "MNIST, `configs/mnist.yaml` (WGAN-GP, 6 GAN epochs, encoder, weights "
+        "0.5/1/1/knn 5/layer 10), 2-core CPU", note=MNIST_NOTE)
     out += [""] + peers_lines(B / "peers-mnist.csv", "MNIST")
     sp = pd.read_csv(B / "score_speed.csv")
     out += ["", "**Scoring speed on the 2-core CPU** (the shipped 6-epoch MNIST digit-3 model scored with "
@@ -158,7 +97,8 @@ def main() -> None:
     if gpu.exists():
         g = pd.read_csv(gpu)
         out += ["", f"**GPU throughput** ({g.device.iloc[0]}, torch {g.torch.iloc[0]}, MNIST 32×32, "
-                "`reports/benchmarks/gpu_throughput.csv`)", "", "| stage | method | steps | fp32 images/s | bf16 images/s |",
+                "`reports/benchmarks/gpu_throughput.csv`)", "",
+                "| stage | method | steps | fp32 images/s | bf16 images/s |",
                 "|---|---|---|---|---|"]
         for (stage, method), grp in g.groupby(["stage", "method"], sort=False):
             f32 = grp[~grp.amp].images_per_s.iloc[0]
@@ -171,12 +111,25 @@ def main() -> None:
         out += ["", "**Streaming `score` peak memory** (2-core CPU, `reports/benchmarks/stream_memory.csv`)", "",
                 "| input | samples | peak RSS MiB | samples/s |", "|---|---|---|---|"]
         out += [f"| {r.input} | {r.n:,} | {r.peak_rss_mib:.0f} | {r.samples_per_s:,.0f} |" for r in m.itertuples()]
-    block = "\n".join(out)
     readme = ROOT / "README.md"
-    text = readme.read_text()
-    new = re.sub(r"<!-- BENCHMARKS -->.*<!-- /BENCHMARKS -->",
-                 lambda _: f"<!-- BENCHMARKS -->\n{block}\n<!-- /BENCHMARKS -->", text, flags=re.S)
-    readme.write_text(new)
+    text = _replace_block(readme.read_text(), "BENCHMARKS", "\n".join(out))
+    readme.write_text(_replace_block(text, "COMPONENTS", "\n".join(component_table())))
+
+
+def component_table() -> list[str]:
+    """The README's component table, from the registry (anomgan.components)."""
+    from anomgan.components import COMPONENTS as REGISTRY
+
+    rows = ["| component | needs | what it measures (higher = more anomalous) |", "|---|---|---|"]
+    for c in REGISTRY.values():
+        needs = ", ".join(sorted(c.needs)) or "one D pass"
+        rows.append(f"| `{c.name}` | {needs} | {c.meaning} |")
+    return rows
+
+
+def _replace_block(text: str, marker: str, block: str) -> str:
+    wrapped = f"<!-- {marker} -->\n{block}\n<!-- /{marker} -->"
+    return re.sub(rf"<!-- {marker} -->.*<!-- /{marker} -->", lambda _: wrapped, text, flags=re.S)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,11 @@
         --data-root ../shared/data --out reports/benchmarks/mnist-cpu-one-class-maha.csv
 
 For each case of ``--cases`` (a CSV written by ``anomgan benchmark``), loads its final model from the
-``<cases>.runs/`` folder, builds the feature bank (its ``feature_maha`` Gaussian and the ``layer_maha``
-Gaussians) from the case's normal-training split when the run predates them (the same samples a fresh run
-would keep: same split, same seeded subset), scores the test split once with the scoring settings of ``--config``, and writes a CSV in the
-benchmark's format. The models are the final ones of the original runs; ``train_seconds`` is theirs plus the
-time to build the bank and fit its Gaussian.
+``<cases>.runs/`` folder and gives its networks a new scorer with the score settings of ``--config``
+(``anomgan.training.fit.rescore_with``): the bank and Gaussians fitted from the case's normal-training split
+(the samples a fresh run keeps: same split, same seeded subset), every component computed (the unweighted ones
+for their own ROC-AUC columns), calibrated on the normal-validation split. Scores the test split once and writes
+a CSV in the benchmark's format; ``train_seconds`` is the original plus the time to build the new scorer.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from pathlib import Path
 import pandas as pd
 
 from anomgan import AnoGAN
-from anomgan.config import COMPONENTS, build_config
-from anomgan.evaluation.benchmark import summarise
+from anomgan.components import NAMES
+from anomgan.config import build_config
+from anomgan.benchmark import summarise
 from anomgan.evaluation.metrics import evaluate_scores
 from anomgan.runs import load_data, score_test_split, split_data
+from anomgan.training.fit import rescore_with
 
 
 def main() -> None:
@@ -44,8 +46,7 @@ def main() -> None:
         det.config_.score = cfg.score
         splits = split_data(det.config_, ds)
         start = time.perf_counter()
-        if det.bank_outdated():
-            det.fit_feature_bank(ds.x[splits.train])
+        det.scorer_ = rescore_with(det.scorer_, det.config_, ds.x[splits.train], ds.x[splits.val], NAMES)
         bank_seconds = time.perf_counter() - start
         frame, res, score_seconds = score_test_split(det, ds, splits, cfg.score.method)
         report = evaluate_scores(frame, float(res["threshold"][0]))
@@ -53,7 +54,7 @@ def main() -> None:
         row = {**case, "method": cfg.score.method,
                "roc_auc": overall.loc["anomaly_score", "roc_auc"],
                "average_precision": overall.loc["anomaly_score", "average_precision"],
-               **{f"{c}_roc_auc": overall.loc[c, "roc_auc"] for c in COMPONENTS},
+               **{f"{c}_roc_auc": overall.loc[c, "roc_auc"] for c in NAMES},
                "f1": overall.loc["anomaly_score", "f1"], "train_seconds": case["train_seconds"] + bank_seconds,
                "score_seconds": score_seconds, "rescored_from": args.cases.name}
         rows.append(row)

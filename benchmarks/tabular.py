@@ -1,12 +1,11 @@
-"""Tabular check of the score components and weightings on two small real tables shipped with scikit-learn.
+"""Tabular check of the shipped score and its components on two small real tables shipped with scikit-learn.
 
     python benchmarks/tabular.py --out reports/benchmarks/tabular.csv
 
 breast_cancer: benign rows are normal, malignant rows anomalous; wine: cultivar 0 normal, the others anomalous.
 Per seed, 30% of the normal rows are held out for the test; ``configs/tabular.yaml`` trains on the rest
-(its own normal-validation share calibrates). Reports each component's ROC-AUC, the calibrated score under the
-config's weights ("default") and under each candidate weighting, next to two peers fitted on the same standardised
-training rows:
+(its own normal-validation share calibrates). Reports each weighted component's ROC-AUC and the calibrated score
+under the config's weights ("default"), next to two peers fitted on the same standardised training rows:
 kNN (mean distance to the 5 nearest training rows) and IsolationForest (scikit-learn defaults).
 """
 
@@ -24,17 +23,9 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
 from anomgan import AnoGAN
-from anomgan.config import COMPONENTS, build_config
-from knn_select import WEIGHTS as SELECT_WEIGHTS  # this script's folder is on sys.path
+from anomgan.config import build_config
 
 TABLES = {"breast_cancer": (load_breast_cancer, 1), "wine": (load_wine, 0)}
-# the candidates of the bank weight study (knn_select.py), labelled without its "(default)" notes;
-# configs/tabular.yaml's own weights are the "default" column
-CANDIDATES = ("d0.5-r1-f1", "d0.5-r1-f1-knn2.5", "d0.5-r1-f1-maha2.5", "d0.5-r1-f1-knn1.25-maha1.25",
-              "d0.5-r1-f1-knn2.5-maha2.5", "d0.5-r1-f1-knn5-maha5", "knn1-maha1", "layer only", "knn1-layer1",
-              "d0.5-r1-f1-knn5-layer5", "d0.5-r1-f1-knn5-layer10", "d0.5-r1-f1-knn5-maha5-layer10")
-WEIGHTS = {label.split(" (")[0]: w for label, w in SELECT_WEIGHTS.items() if label.split(" (")[0] in CANDIDATES}
-
 
 def peers(train: np.ndarray, test: np.ndarray, seed: int) -> dict:
     """Anomaly scores (higher = more anomalous) of the two peer methods, fitted on standardised ``train``."""
@@ -63,13 +54,11 @@ def main() -> None:
             test = np.r_[normal_idx[:n_test], np.flatnonzero(y != normal)]
             target = (y[test] != normal).astype(np.int64)
             cfg = build_config(args.config, overrides=["train.device=cpu", f"train.seed={seed}"])
-            det = AnoGAN(cfg).fit(X[train])
+            det = AnoGAN(config=cfg).fit(X[train])
             comps = det.score_components(X[test])
             row = {"table": name, "seed": seed, "n_train": len(train), "n_test": len(test),
-                   **{f"{c}_roc_auc": roc_auc_score(target, comps[c]) for c in COMPONENTS}}
+                   **{f"{c}_roc_auc": roc_auc_score(target, comps[c]) for c in det.scorer_.components}}
             row["default"] = roc_auc_score(target, comps["anomaly_score"])
-            for label, weights in WEIGHTS.items():
-                row[label] = roc_auc_score(target, det.recombine(comps, weights))
             for label, scores in peers(X[train], X[test], seed).items():
                 row[label] = roc_auc_score(target, scores)
             rows.append(row)

@@ -61,8 +61,9 @@ def test_evaluate_run_writes_report_and_pictures(trained_run, tmp_path):
 
 
 def test_benchmark_resume_skips_finished_cases(tmp_path, monkeypatch):
-    from anomgan.evaluation import benchmark as bm
     from conftest import tiny_config
+
+    from anomgan import benchmark as bm
 
     cfg = tiny_config(train__epochs=1, encoder__epochs=1)
     out = tmp_path / "b.csv"
@@ -91,7 +92,7 @@ def test_benchmark_resume_skips_finished_cases(tmp_path, monkeypatch):
 
 
 def test_leave_one_out_cases():
-    from anomgan.evaluation.benchmark import cases_for
+    from anomgan.benchmark import cases_for
 
     cases = cases_for("leave-one-out", [1], ["0", "1", "2"])
     assert cases == [(["0", "2"], ["1"])]

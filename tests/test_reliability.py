@@ -1,7 +1,6 @@
 """Bad input, interruption and untrusted files: clear errors, nothing half-written, nothing executed."""
 
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -36,8 +35,9 @@ def _error(res, fragment):
 @pytest.fixture(scope="module")
 def tab_run(tmp_path_factory):
     """A tiny tabular run on columns a, b, c."""
-    from anomgan.runs import train_run
     from conftest import tiny_config
+
+    from anomgan.runs import train_run
 
     d = tmp_path_factory.mktemp("tab")
     rng = np.random.default_rng(0)

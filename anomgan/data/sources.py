@@ -165,7 +165,8 @@ def read_array_file(path: Path, labels_path: Optional[str] = None) -> tuple[np.n
             xkey = next((k for k in ("x", "X", "data", "images", "features") if k in keys), None)
             if xkey is None:
                 if len(keys) != 1:
-                    raise DataError(f"{path}: npz needs an array named x/data/images (found: {', '.join(keys) or 'none'})")
+                    found = ", ".join(keys) or "none"
+                    raise DataError(f"{path}: npz needs an array named x/data/images (found: {found})")
                 xkey = keys[0]
             ykey = next((k for k in ("y", "labels", "label", "targets") if k in keys), None)
             x = loaded[xkey]

@@ -10,8 +10,16 @@ import numpy as np
 import torch
 
 from anomgan.data.preprocess import Preprocessor
-from anomgan.data.sources import (IMAGE_SUFFIXES, NAMED_SOURCES, as_images, as_table,
-                                  list_image_folder, load_source, read_csv_table, read_image)
+from anomgan.data.sources import (
+    IMAGE_SUFFIXES,
+    NAMED_SOURCES,
+    as_images,
+    as_table,
+    list_image_folder,
+    load_source,
+    read_csv_table,
+    read_image,
+)
 from anomgan.errors import DataError
 
 

@@ -1,4 +1,4 @@
-"""Metrics on held-out anomalous classes, CSV reports, plots and benchmark protocols."""
+"""Metrics on held-out anomalous classes and the plots beside the CSV reports."""
 
 from anomgan.evaluation.metrics import evaluate_scores, threshold_metrics
 

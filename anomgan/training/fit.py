@@ -116,3 +116,19 @@ def fit_detector(cfg: Config, x_train: np.ndarray, x_val: np.ndarray, feature_na
         fit_normal_statistics(scorer, xt, s.bank_size, cfg.train.seed, s.batch_size)
         calibrate(scorer, xv, [scorer.default_inversion(), Inversion("encoder")], s.batch_size)
     return FitResult(scorer, trainer, pre, time.perf_counter() - start)
+
+
+def rescore_with(scorer: Scorer, cfg: Config, x_train: np.ndarray, x_val: np.ndarray, extra_components=()) -> Scorer:
+    """A new scorer with ``scorer``'s networks and preprocessing and ``cfg``'s score settings (components,
+    weights, bank, threshold): its normal statistics fitted from ``x_train``, calibrated on ``x_val`` (source
+    units). The networks are not retrained: how studies compare score settings on the same trained models."""
+    pre = Preprocessor.from_dict(scorer.spec.preprocess)
+    new = Scorer(scorer_spec(cfg, pre, scorer.spec.model_args, extra_components))
+    for name in ("generator", "discriminator", "encoder"):
+        getattr(new, name).load_state_dict(getattr(scorer, name).state_dict())
+    new = new.to(scorer.device)
+    s = cfg.score
+    fit_normal_statistics(new, pre.transform(pre.check(x_train, "training data")), s.bank_size, cfg.train.seed,
+                          s.batch_size)
+    xv = pre.transform(pre.check(np.asarray(x_val, dtype=np.float32), "validation data"))[:MAX_CALIBRATION]
+    return calibrate(new, xv, [new.default_inversion(), Inversion("encoder")], s.batch_size)

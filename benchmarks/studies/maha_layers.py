@@ -21,10 +21,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-
-from anomgan.scoring.memory import bank_indices, fit_gaussian, mahalanobis
 from knn_features import trunk_layers  # this script's folder is on sys.path
 from knn_select import auc_rows, eval_set, study_parser, study_runs
+
+from anomgan.scoring.memory import bank_indices, fit_gaussian, mahalanobis
 
 POOLS = {"gap": 1, "pool2": 2, "pool4": 4}
 

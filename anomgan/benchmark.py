@@ -113,8 +113,7 @@ def run_benchmark(cfg: Config, protocol: str, classes: Optional[list], seeds: li
                    "f1": overall.loc["anomaly_score", "f1"], "train_seconds": train_seconds,
                    "score_seconds": score_seconds, "n_train": len(splits.train), "n_test": len(splits.test)}
             rows.append(row)
-            frame_all = pd.DataFrame(rows)
-            atomic_write(out, lambda tmp: frame_all.to_csv(tmp, index=False))  # durable after every case
+            atomic_write(out, pd.DataFrame(rows).to_csv)  # durable after every case
             if on_case:
                 on_case(row)
     cases = pd.DataFrame(rows)

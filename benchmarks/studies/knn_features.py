@@ -17,10 +17,11 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from anomgan import AnoGAN
-from anomgan.scoring.memory import bank_indices, knn_distance
 # the same validation set and run loop as the weight study (this script's folder is on sys.path)
 from knn_select import auc_rows, eval_set, study_parser, study_runs
+
+from anomgan import AnoGAN
+from anomgan.scoring.memory import bank_indices, knn_distance
 
 
 def trunk_layers(det: AnoGAN, x: torch.Tensor, batch: int = 512) -> list[torch.Tensor]:
