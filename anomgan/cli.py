@@ -211,8 +211,8 @@ def benchmark(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ):
     """Train and evaluate one case per (class, seed); resumable: finished cases are skipped."""
-    from anomgan.config import parse_int_list
     from anomgan.benchmark import run_benchmark
+    from anomgan.config import parse_int_list
 
     flags = {"data.source": data, "data.root": data_root, "train.epochs": epochs, "train.device": device}
     cfg = _resolve_config(config, flags, set_ or [])
@@ -260,6 +260,24 @@ def datasets(
         ok, where = source_available(name, data_root)
         typer.echo(f"{name:14s} {'available' if ok else 'missing  '}  {where}")
     typer.echo("paths          .npy/.npz arrays, .csv tables, image files and image folders")
+
+
+@app.command(epilog="Example: anomgan components --config configs/mnist.yaml")
+@handle_errors
+def components(
+    config: Annotated[Optional[Path], typer.Option(help="Show this config's weights beside each component.")] = None,
+):
+    """List the score components (higher = more anomalous), what each needs, and its weight."""
+    from anomgan.components import COMPONENTS
+    from anomgan.config import build_config
+
+    weights = build_config(config).score.weights
+    for c in COMPONENTS.values():
+        w = weights.get(c.name, 0.0)
+        needs = ", ".join(sorted(c.needs)) or "-"
+        typer.echo(f"{c.name:17s} weight {w:<5g} {'computed' if w else 'not computed'}  needs: {needs}")
+        typer.echo(f"{'':17s} {c.meaning}")
+    typer.echo("set a weight with --set score.weights='{residual: 1, layer_maha: 10}' (a missing key weighs 0)")
 
 
 def main() -> None:

@@ -208,7 +208,8 @@ def _merge(obj: Any, values: dict, prefix: str = "") -> None:
 
 def _set_override(tree: dict, assignment: str) -> None:
     if "=" not in assignment:
-        raise ConfigError(f"--set expects key=value, got '{assignment}'")
+        raise ConfigError(f"an override is section.key=value, got '{assignment}'",
+                          cli=f"--set expects key=value, got '{assignment}'")
     key, raw = assignment.split("=", 1)
     try:
         value = yaml.safe_load(raw) if raw != "" else None
@@ -225,7 +226,8 @@ def _assign(tree: dict, key: str, value: Any) -> None:
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"--set '{key}': '{part}' is not a section")
+            raise ConfigError(f"override '{key}': '{part}' is not a section",
+                              cli=f"--set '{key}': '{part}' is not a section")
     node[parts[-1]] = value
 
 

@@ -49,7 +49,8 @@ def check_output(path: str | Path, force: bool = False, what: str = "output") ->
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if path.exists() and not force:
-        raise OutputError(f"{what} already exists: {path} (use --force to overwrite)")
+        raise OutputError(f"{what} already exists: {path} (force=True overwrites it)",
+                          cli=f"{what} already exists: {path} (use --force to overwrite)")
     if not parent.is_dir():
         raise OutputError(f"output directory does not exist: {parent}")
     if not os.access(parent, os.W_OK):

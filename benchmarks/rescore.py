@@ -20,9 +20,9 @@ from pathlib import Path
 import pandas as pd
 
 from anomgan import AnoGAN
+from anomgan.benchmark import summarise
 from anomgan.components import NAMES
 from anomgan.config import build_config
-from anomgan.benchmark import summarise
 from anomgan.evaluation.metrics import evaluate_scores
 from anomgan.runs import load_data, score_test_split, split_data
 from anomgan.training.fit import rescore_with

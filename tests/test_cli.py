@@ -1,5 +1,7 @@
 """The CLI through typer's CliRunner: exit codes, one-line errors, outputs never half-written."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,7 +10,7 @@ from typer.testing import CliRunner
 from cli import app
 
 runner = CliRunner()
-COMMANDS = ("train", "score", "evaluate", "benchmark", "generate", "datasets")
+COMMANDS = ("train", "score", "evaluate", "benchmark", "generate", "datasets", "components")
 
 
 def invoke(*args):
@@ -36,6 +38,17 @@ def test_datasets_reports_availability(tmp_path):
     res = invoke("datasets", "--data-root", tmp_path)
     assert res.exit_code == 0
     assert "digits         available" in res.output and "mnist          missing" in res.output
+
+
+def test_components_come_from_the_registry():
+    from anomgan.components import COMPONENTS
+
+    res = invoke("components", "--config", Path(__file__).resolve().parents[1] / "configs" / "digits.yaml")
+    assert res.exit_code == 0, res.output
+    for c in COMPONENTS.values():
+        assert c.name in res.output and c.meaning in res.output
+    assert "feature_maha      weight 0     not computed" in res.output
+    assert "layer_maha        weight 10    computed" in res.output
 
 
 def test_train_generate_score_end_to_end(tmp_path, digits):

@@ -126,10 +126,10 @@ def load_torchvision_source(name: str, root: str, download: bool) -> Dataset:
             ds = cls(root=root, train=train, download=False)
         except (RuntimeError, OSError) as exc:
             if not download:
-                raise DataError(
-                    f"{name} not found under '{root}' ({_first_line(exc)}); point --data-root at the folder holding "
-                    f"{TORCHVISION_SOURCES[name]}/, or allow downloading with --set data.download=true"
-                ) from None
+                head = f"{name} not found under '{root}' ({_first_line(exc)}); point "
+                tail = f" at the folder holding {TORCHVISION_SOURCES[name]}/, or allow downloading with "
+                raise DataError(head + "data.root" + tail + "data.download=true",
+                                cli=head + "--data-root" + tail + "--set data.download=true") from None
             try:
                 ds = cls(root=root, train=train, download=True)
             except Exception as exc2:  # network errors come in many types

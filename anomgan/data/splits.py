@@ -29,10 +29,11 @@ def resolve_normal_classes(dataset: Dataset, normal_classes: Optional[list]) -> 
     if dataset.y is None:
         return []
     if not normal_classes:
-        raise ConfigError(
-            f"{dataset.name} is labelled: choose the normal classes with --normal-classes "
-            f"(classes: {', '.join(dataset.classes[:20])})"
-        )
+        classes = ", ".join(dataset.classes[:20])
+        raise ConfigError(f"{dataset.name} is labelled: choose the normal classes with data.normal_classes "
+                          f"(classes: {classes})",
+                          cli=f"{dataset.name} is labelled: choose the normal classes with --normal-classes "
+                              f"(classes: {classes})")
     wanted = [str(c) for c in normal_classes]
     known = set(dataset.classes)
     unknown = [c for c in wanted if c not in known]

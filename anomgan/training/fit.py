@@ -98,7 +98,7 @@ def fit_detector(cfg: Config, x_train: np.ndarray, x_val: np.ndarray, feature_na
     model_args = model_args_for(cfg, pre)
     if resume is not None and resume["model_args"] != model_args:
         raise RunError(f"the run was trained with model {resume['model_args']}, the config asks for {model_args}; "
-                       f"use the run's own config or start over",
+                       f"use the run's own config or start over (force=True)",
                        cli=f"the run was trained with model {resume['model_args']}, the config asks for "
                            f"{model_args}; use the run's own config or --force to start over")
     trainer = Trainer(cfg, model_args, xt, device, verbose, on_epoch=on_epoch, preprocess=pre.to_dict())

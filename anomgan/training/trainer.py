@@ -161,10 +161,9 @@ class Trainer:
             return
         shown = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in values.items())
         last = f"epoch {self.state.epoch}" if self.state.epoch else "none yet"
-        raise TrainingDiverged(
-            f"training diverged at epoch {epoch + 1}, step {step + 1} ({shown}); last good checkpoint: {last}. "
-            f"Try --set train.loss=wgan-gp, a lower train.lr_d, or model.spectral_norm=true"
-        )
+        head = f"training diverged at epoch {epoch + 1}, step {step + 1} ({shown}); last good checkpoint: {last}. "
+        fix = "train.loss=wgan-gp, a lower train.lr_d, or model.spectral_norm=true"
+        raise TrainingDiverged(head + "Try " + fix, cli=head + "Try --set " + fix)
 
     def gan_epoch(self, epoch: int, bar: ProgressBar) -> dict:
         t = self.cfg.train
