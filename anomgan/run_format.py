@@ -100,8 +100,9 @@ def save_run(run_dir: str | Path, config: Config, phase: str, training: dict, sc
 
 def update_scorer(run: RunFile, scorer: Scorer) -> None:
     """Store a changed scorer (e.g. a new calibration) back into its run, keeping everything else."""
-    run.scorer = None
-    save_run(run.path.parent, run.resolved_config(), run.phase, run.training_state(), scorer, run.meta)
+    training = run.training_state()  # the networks come from the stored scorer: read them before replacing it
+    save_run(run.path.parent, run.resolved_config(), run.phase, training, scorer, run.meta)
+    run.scorer = {"spec": scorer.spec.to_dict(), "state": {k: v.detach().cpu() for k, v in scorer.state_dict().items()}}
 
 
 def load_run(run_dir: str | Path) -> RunFile:

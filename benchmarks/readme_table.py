@@ -111,9 +111,30 @@ def main() -> None:
         out += ["", "**Streaming `score` peak memory** (2-core CPU, `reports/benchmarks/stream_memory.csv`)", "",
                 "| input | samples | peak RSS MiB | samples/s |", "|---|---|---|---|"]
         out += [f"| {r.input} | {r.n:,} | {r.peak_rss_mib:.0f} | {r.samples_per_s:,.0f} |" for r in m.itertuples()]
+    out += [""] + equality_lines(B / "redesign-equality.csv")
     readme = ROOT / "README.md"
     text = _replace_block(readme.read_text(), "BENCHMARKS", "\n".join(out))
     readme.write_text(_replace_block(text, "COMPONENTS", "\n".join(component_table())))
+
+
+def equality_lines(path: Path) -> list[str]:
+    """0.2 against 0.1 on the same seed and data (benchmarks/redesign_equality.py)."""
+    if not path.exists():
+        return []
+    e = pd.read_csv(path)
+    out = ["**This version against anomgan 0.1** (same seed, same data, shipped configs, trained and evaluated by "
+           f"both, `{path.relative_to(ROOT)}`): largest difference of each score over the test split", "",
+           "| case | column | max abs diff | max rel diff | ROC-AUC 0.1 | ROC-AUC 0.2 |", "|---|---|---|---|---|---|"]
+    for r in e.itertuples():
+        if r.column == "is_anomaly":
+            out.append(f"| {r.case} | every `is_anomaly` decision | {'equal' if r.max_abs_diff == 0 else 'DIFFER'} "
+                       "| | | |")
+            continue
+        num = lambda v: "" if pd.isna(v) else f"{v:.1e}"  # noqa: E731
+        auc = lambda v: "" if pd.isna(v) else _pct(v)  # noqa: E731
+        out.append(f"| {r.case} | `{r.column}` | {num(r.max_abs_diff)} | {num(r.max_rel_diff)} | "
+                   f"{auc(r.roc_auc_old)} | {auc(r.roc_auc_new)} |")
+    return out
 
 
 def component_table() -> list[str]:

@@ -250,3 +250,21 @@ def test_registry_declares_every_component_once():
     assert NAMES == tuple(COMPONENTS) and len(set(NAMES)) == len(NAMES)
     for c in COMPONENTS.values():
         assert c.meaning and callable(c.compute)
+
+
+def test_a_new_inversion_setting_is_calibrated_once_and_kept_in_the_run(trained_run, tmp_path, digits):
+    import shutil
+
+    from anomgan.runs import score_input
+    from anomgan.training.fit import inversion_for
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    np.save(tmp_path / "x.npy", digits.x[:6])
+    first = score_input(run, str(tmp_path / "x.npy"), tmp_path / "a.csv", method="hybrid", steps=2, device="cpu")
+    det = AnoGAN.load(run, device="cpu")
+    key = inversion_for(det.config_, "hybrid", 2).key
+    assert key in det.scorer_.calibrations  # stored in the run: the next call reads it
+    assert float(det.scorer_.calibrations[key].threshold) == pytest.approx(first.threshold)
+    state = load_run(run).training_state()  # the rest of the run is intact: it still resumes
+    assert {"generator", "generator_ema", "discriminator", "encoder", "opt_g"} <= set(state)
