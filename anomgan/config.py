@@ -40,6 +40,13 @@ class DataConfig:
     resize: str = "pad"  # pad (keeps pixels exact, e.g. MNIST 28->32) | resize (bilinear) to reach image_size
     allow_resize: bool = False  # score inputs of another size are resized instead of refused
     max_train: Optional[int] = None  # cap on normal-train samples (None = all), for quick experiments
+    # source "folder:ROOT" (anomalib's Folder layout; paths relative to ROOT): normal images, abnormal folders (each
+    # a held-out class), masks found by image stem, optional normal test images (else normal_split_ratio held out)
+    normal_dir: str = "good"
+    abnormal_dirs: list = field(default_factory=list)
+    mask_dir: Optional[str] = None
+    normal_test_dir: Optional[str] = None
+    normal_split_ratio: float = 0.2
 
 
 @dataclass
@@ -246,6 +253,7 @@ def validate(cfg: Config) -> Config:
     need(d.channels in (None, 1, 3), "data.channels", "1 or 3", d.channels)
     need(d.resize in ("pad", "resize"), "data.resize", "pad or resize", d.resize)
     need(d.max_train is None or d.max_train >= 2, "data.max_train", "at least 2", d.max_train)
+    need(0 < d.normal_split_ratio < 1, "data.normal_split_ratio", "in (0, 1)", d.normal_split_ratio)
     need(m.z_dim >= 1, "model.z_dim", "at least 1", m.z_dim)
     need(m.width >= 1, "model.width", "at least 1", m.width)
     need(m.depth >= 1, "model.depth", "at least 1", m.depth)

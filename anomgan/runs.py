@@ -30,13 +30,26 @@ from anomgan.training.trainer import Trainer, dist_info
 
 def load_data(cfg: Config) -> Dataset:
     d = cfg.data
+    if d.source.startswith(("mvtec:", "folder:")):
+        from anomgan.data.layouts import load_folder_layout, load_mvtec
+
+        kind, path = d.source.split(":", 1)
+        if kind == "mvtec":
+            return load_mvtec(path, d.channels, d.image_size)
+        return load_folder_layout(path, d.normal_dir, d.abnormal_dirs, d.mask_dir, d.normal_test_dir,
+                                  d.normal_split_ratio, cfg.train.seed, d.channels, d.image_size)
     return load_source(d.source, root=d.root, download=d.download, labels=d.labels, label_column=d.label_column,
                        channels=d.channels, image_size=d.image_size if d.resize == "resize" else None)
 
 
 def split_data(cfg: Config, ds: Dataset) -> Splits:
     d = cfg.data
-    return make_splits(ds, d.normal_classes, d.val_fraction, d.test_fraction, cfg.train.seed, d.max_train)
+    normal = d.normal_classes
+    if not normal and d.source.startswith(("mvtec:", "folder:")):
+        from anomgan.data.layouts import NORMAL
+
+        normal = [NORMAL]  # inspection layouts name their normal images
+    return make_splits(ds, normal, d.val_fraction, d.test_fraction, cfg.train.seed, d.max_train)
 
 
 @dataclass

@@ -28,6 +28,9 @@ class Dataset:
     name: str
     official_test: Optional[np.ndarray] = None  # (N,) bool: sample belongs to the source's official test split
     feature_names: Optional[list] = None  # tabular column names
+    masks: Optional[np.ndarray] = None  # (N,) object: (H_i, W_i) uint8 defect mask at the original size, or None
+    sizes: Optional[np.ndarray] = None  # (N, 2) original (height, width) of images resized at loading
+    root: Optional[str] = None  # the folder that ``ids`` are relative to
 
     def __len__(self) -> int:
         return len(self.x)
