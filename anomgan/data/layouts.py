@@ -62,7 +62,7 @@ def _assemble(name: str, root: Path, entries: list, channels: Optional[int], siz
     """entries: (path, label, is_test, mask path | None | 'zeros') -> Dataset with masks and original sizes."""
     channels = channels or read_image(entries[0][0], None).shape[0]
     images, sizes, masks = [], [], []
-    for path, _, is_test, mask_path in entries:
+    for path, _, _, mask_path in entries:
         image = read_image(path, channels)
         shape = image.shape[1:]
         sizes.append(shape)
