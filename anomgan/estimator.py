@@ -211,7 +211,8 @@ class AnoGAN(OutlierMixin, BaseEstimator):
             scorer.fit_calibration(inv, self.config_.score.batch_size)
         with ProgressBar(f"score ({inv.method})", total, enabled=self.verbose) as bar:
             for raw in batches:
-                x = torch.from_numpy(np.ascontiguousarray(pre.check(np.asarray(raw, dtype=np.float32))))
+                x = pre.check(np.asarray(raw, dtype=np.float32))
+                x = torch.from_numpy(x if x.flags.writeable and x.flags.c_contiguous else np.array(x, order="C"))
                 parts = []
                 for i in range(0, len(x), bs):
                     xm = scorer.preprocess(x[i:i + bs].to(scorer.device, scorer.dtype))

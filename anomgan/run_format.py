@@ -76,8 +76,10 @@ class RunFile:
 
 
 def save_run(run_dir: str | Path, config: Config, phase: str, training: dict, scorer: Optional[Scorer] = None,
-             meta: Optional[dict] = None) -> Path:
-    """Write (or overwrite) the run in ``run_dir``: checkpoint, config, metrics and metadata, each atomically."""
+             meta: Optional[dict] = None, descriptors: bool = True) -> Path:
+    """Write (or overwrite) the run in ``run_dir``: checkpoint, metrics, and (``descriptors``) config and metadata,
+    each atomically. Per-epoch saves leave the descriptors alone (``write_descriptors`` wrote them when training
+    started; rewriting the YAML every epoch cost ~1 s per 100 epochs)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     training = dict(training)
@@ -92,10 +94,17 @@ def save_run(run_dir: str | Path, config: Config, phase: str, training: dict, sc
              "training": training, "scorer": scorer_part, "meta": meta}
     with atomic_path(run_dir / RUN_FILE) as tmp:
         torch.save(state, tmp)
-    save_config(config, run_dir / "config.yaml")
     _write_metrics(training.get("history", []), run_dir / "metrics.csv")
-    atomic_write_text(run_dir / "run.json", json.dumps({"phase": phase, **meta}, indent=2, default=str))
+    if descriptors:
+        write_descriptors(run_dir, config, phase, meta)
     return run_dir
+
+
+def write_descriptors(run_dir: Path, config: Config, phase: str, meta: Optional[dict] = None) -> None:
+    """``config.yaml`` (the resolved config) and ``run.json`` (phase and metadata)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    atomic_write_text(run_dir / "run.json", json.dumps({"phase": phase, **(meta or {})}, indent=2, default=str))
 
 
 def update_scorer(run: RunFile, scorer: Scorer) -> None:

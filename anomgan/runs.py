@@ -24,7 +24,7 @@ from anomgan.errors import ConfigError, DataError, OutputError
 from anomgan.estimator import AnoGAN
 from anomgan.evaluation.metrics import evaluate_scores, score_columns
 from anomgan.io import atomic_path, atomic_write, atomic_write_text, check_output
-from anomgan.run_format import RUN_FILE, clear_run, load_run, save_run, update_scorer
+from anomgan.run_format import RUN_FILE, clear_run, load_run, save_run, update_scorer, write_descriptors
 from anomgan.training.trainer import Trainer, dist_info
 
 
@@ -112,10 +112,13 @@ def train_run(cfg: Config, out: Path, resume: bool = False, force: bool = False,
     meta = {"dataset": ds.name, "kind": ds.kind, "normal_classes": splits.normal_classes,
             "n_train": len(splits.train), "n_val": len(splits.val), "n_test": len(splits.test), "world_size": world}
 
+    if rank == 0:
+        write_descriptors(out, cfg, "gan" if state is None else state["phase"], meta)
+
     def on_epoch(trainer: Trainer) -> None:
         if rank != 0:
             return
-        save_run(out, cfg, trainer.state.phase, trainer.state_dict(), meta=meta)
+        save_run(out, cfg, trainer.state.phase, trainer.state_dict(), meta=meta, descriptors=False)
         e, t = trainer.state, cfg.train
         due = e.epoch % t.sample_every == 0 or e.epoch == t.epochs
         if ds.kind == "image" and e.phase == "gan" and due:
