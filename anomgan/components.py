@@ -23,6 +23,8 @@ INVERSION = "inversion"  # x_hat = G(z*) from the encoder / iterative / hybrid i
 BANK = "bank"  # D features of normal-training samples (memory bank)
 FEATURE_GAUSSIAN = "feature_gaussian"  # one Gaussian fitted to the bank
 LAYER_GAUSSIANS = "layer_gaussians"  # one Gaussian per D layer, fitted to the bank samples' pooled activations
+LOCATION_GAUSSIANS = "location_gaussians"  # per D layer: a mean per location and one covariance (maps)
+ANOMALY_MAP = "anomaly_map"  # the calibrated, smoothed anomaly map of the scorer's map components
 
 
 @dataclass
@@ -37,6 +39,9 @@ class Pass:
     f_hat: Optional[torch.Tensor] = None  # (B, F) D's features of x_hat
     residual_norm: str = "l1"  # l1 | l2
     knn_k: int = 5
+    layer_maps: Optional[list] = None  # per D layer (B, C_i, h_i, w_i) activations, when a map needs them
+    anomaly_map: Optional[torch.Tensor] = None  # (B, S, S) calibrated anomaly map, when a component reads it
+    map_topk: float = 0.01  # share of the map's pixels whose mean is map_max
 
 
 @dataclass(frozen=True)
@@ -70,21 +75,71 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in (
               "the bank samples, over its dimension, summed over layers"),
 )}
 
+def _map_max(p: Pass, scorer) -> torch.Tensor:
+    flat = p.anomaly_map.flatten(1)
+    k = max(1, int(round(p.map_topk * flat.shape[1])))
+    return flat.topk(k, dim=1).values.mean(1)
+
+
+COMPONENTS["map_max"] = Component(
+    "map_max", frozenset({ANOMALY_MAP}), _map_max,
+    "mean of the top 1 % (score.map_topk) of the anomaly map's pixels: the image score of a local defect")
+
 NAMES: tuple = tuple(COMPONENTS)
 
 
-def needs_of(names) -> frozenset:
-    """Everything the given components need together."""
+# ---------------------------------------------------------------------------- maps: (B, S, S), higher = more anomalous
+
+
+@dataclass(frozen=True)
+class MapComponent:
+    name: str
+    needs: frozenset
+    compute: Callable  # (Pass, scorer) -> (B, S, S) at the model's resolution
+    meaning: str
+
+
+def _residual_map(p: Pass, scorer) -> torch.Tensor:
+    diff = p.x - p.x_hat
+    return (diff.abs() if p.residual_norm == "l1" else diff.pow(2)).mean(1)
+
+
+def _layer_maha_map(p: Pass, scorer) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    size = p.x.shape[-2:]
+    total = 0.0
+    for h, g in zip(p.layer_maps, scorer.location_gaussians):
+        d = h.to(g.mean.dtype) - g.mean  # (B, C, h, w)
+        m = torch.einsum("bchw,cd,bdhw->bhw", d, g.precision, d).clamp_min(0) / d.shape[1]
+        total = total + F.interpolate(m[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    return total / len(p.layer_maps)
+
+
+MAPS: dict[str, MapComponent] = {m.name: m for m in (
+    MapComponent("residual_map", frozenset({INVERSION}), _residual_map,
+                 "per pixel |x - G(z*)| (l1, or squared for l2), mean over channels"),
+    MapComponent("layer_maha_map", frozenset({LOCATION_GAUSSIANS}), _layer_maha_map,
+                 "per location and D layer, squared Mahalanobis distance of the activations to that location's "
+                 "normal mean (one covariance per layer), over the layer's dimension; upsampled, mean over layers"),
+)}
+MAP_NAMES: tuple = tuple(MAPS)
+
+
+def needs_of(names, maps=()) -> frozenset:
+    """Everything the given components (and map components) need together."""
     out: set = set()
     for n in names:
         out |= COMPONENTS[n].needs
+    for n in maps:
+        out |= MAPS[n].needs
     return frozenset(out)
 
 
-def ordered(names) -> tuple:
+def ordered(names, registry=None) -> tuple:
     """``names`` in the registry's order (the order of CSV columns)."""
     wanted = set(names)
-    return tuple(n for n in NAMES if n in wanted)
+    return tuple(n for n in (registry or NAMES) if n in wanted)
 
 
 def active_components(weights: dict, extra=()) -> tuple:

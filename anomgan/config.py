@@ -17,10 +17,11 @@ from typing import Any, Optional, Union
 
 import yaml
 
-from anomgan.components import BANK, COMPONENTS, FEATURE_GAUSSIAN, LAYER_GAUSSIANS
+from anomgan.components import ANOMALY_MAP, BANK, COMPONENTS, FEATURE_GAUSSIAN, LAYER_GAUSSIANS, MAP_NAMES
 from anomgan.errors import ConfigError
 
 LOSSES = ("ns", "minimax", "wgan-gp", "hinge")
+IMAGE_SIZES = (8, 16, 32, 64, 128, 256)  # square power-of-two working resolutions of the conv models
 METHODS = ("encoder", "iterative", "hybrid")
 COMBINATIONS = ("calibrated", "anogan")
 
@@ -99,6 +100,10 @@ class ScoreConfig:
     weights: dict = field(default_factory=lambda: {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0,
                                                    "feature_knn": 5.0, "layer_maha": 10.0})
     knn_k: int = 5  # neighbours averaged by feature_knn
+    # anomaly maps (images): map component -> weight in the per-pixel anomaly_map (empty = no maps); the image
+    # score reads the map through the map_max component (score.weights.map_max)
+    map_weights: dict = field(default_factory=dict)
+    map_topk: float = 0.01  # map_max: mean of this share of the map's highest pixels
     bank_size: int = 4096  # normal-training samples whose D features the run keeps for the bank components (0 = none)
     threshold_quantile: float = 0.95  # threshold = this quantile of normal-validation anomaly scores
     batch_size: int = 256  # scoring batch size (memory bound)
@@ -248,8 +253,8 @@ def validate(cfg: Config) -> Config:
 
     need(0 < d.val_fraction < 1, "data.val_fraction", "must be in (0, 1)", d.val_fraction)
     need(0 < d.test_fraction < 1, "data.test_fraction", "must be in (0, 1)", d.test_fraction)
-    need(d.image_size is None or d.image_size in (8, 16, 32, 64), "data.image_size", "one of 8, 16, 32, 64",
-         d.image_size)
+    need(d.image_size is None or d.image_size in IMAGE_SIZES, "data.image_size",
+         "one of " + ", ".join(map(str, IMAGE_SIZES)), d.image_size)
     need(d.channels in (None, 1, 3), "data.channels", "1 or 3", d.channels)
     need(d.resize in ("pad", "resize"), "data.resize", "pad or resize", d.resize)
     need(d.max_train is None or d.max_train >= 2, "data.max_train", "at least 2", d.max_train)
@@ -291,6 +296,14 @@ def validate(cfg: Config) -> Config:
         "score.weights", "non-negative numbers, not all zero", s.weights,
     )
     need(s.knn_k >= 1, "score.knn_k", "at least 1", s.knn_k)
+    need(not set(s.map_weights) - set(MAP_NAMES), "score.map_weights", "keys among " + ", ".join(MAP_NAMES),
+         s.map_weights)
+    need(all(isinstance(w, (int, float)) and w >= 0 for w in s.map_weights.values()), "score.map_weights",
+         "non-negative numbers", s.map_weights)
+    uses_map = any(w and ANOMALY_MAP in COMPONENTS[c].needs for c, w in s.weights.items())
+    need(not uses_map or any(s.map_weights.values()), "score.map_weights",
+         "a map component above 0 while score.weights.map_max is above 0 (no map, no map_max)", s.map_weights)
+    need(0 < s.map_topk <= 1, "score.map_topk", "in (0, 1]", s.map_topk)
     need(s.bank_size >= 0, "score.bank_size", "must be >= 0", s.bank_size)
     for name, w in s.weights.items():
         needs = COMPONENTS[name].needs

@@ -12,13 +12,28 @@ Direction, fixed here once: higher ``anomaly_score`` (and every component) = mor
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from anomgan.components import BANK, COMPONENTS, FEATURE_GAUSSIAN, INVERSION, LAYER_GAUSSIANS, Pass, needs_of, ordered
+from anomgan.components import (
+    ANOMALY_MAP,
+    BANK,
+    COMPONENTS,
+    FEATURE_GAUSSIAN,
+    INVERSION,
+    LAYER_GAUSSIANS,
+    LOCATION_GAUSSIANS,
+    MAP_NAMES,
+    MAPS,
+    Pass,
+    needs_of,
+    ordered,
+)
 from anomgan.data.preprocess import Preprocess
 from anomgan.models import build_models
 from anomgan.scoring.inversion import invert_latent
@@ -65,6 +80,9 @@ class ScorerSpec:
     amp: bool = False  # bf16 autocast on CUDA
     inversion: dict = field(default_factory=dict)  # the run's default Inversion
     dtype: str = "float32"  # tables score in float64: a row's score then does not depend on its batch (1e-12)
+    maps: list = field(default_factory=list)  # map components (images), in registry order
+    map_weights: dict = field(default_factory=dict)  # map component -> weight in anomaly_map
+    map_topk: float = 0.01  # map_max: mean of this share of the map's highest pixels
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,7 +101,8 @@ class Calibration(nn.Module):
     """One inversion setting's component values on the normal-validation samples, and what follows from them:
     per-component location/scale (float64) and the threshold on ``anomaly_score``."""
 
-    def __init__(self, values: torch.Tensor):
+    def __init__(self, values: torch.Tensor, map_loc: Optional[torch.Tensor] = None,
+                 map_scale: Optional[torch.Tensor] = None):
         super().__init__()
         v = values.double()  # (N_val, K), components in the scorer's order
         std = v.std(0, unbiased=False)
@@ -91,6 +110,30 @@ class Calibration(nn.Module):
         self.register_buffer("loc", v.mean(0))
         self.register_buffer("scale", torch.where(std > 1e-12, std, torch.ones_like(std)))
         self.register_buffer("threshold", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("map_loc", map_loc)  # (M,) per map component: pixel mean / std on normal-validation
+        self.register_buffer("map_scale", map_scale)
+
+
+class LocationGaussian(nn.Module):
+    """One D layer's normal activations: a mean per location (C, h, w) and one precision (C, C) for all of them."""
+
+    def __init__(self, mean: torch.Tensor, precision: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("precision", precision)
+
+
+def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(B, H, W) smoothed by a separable Gaussian (reflected borders), as anomaly-map generators do."""
+    radius = max(1, int(math.ceil(3 * sigma)))
+    radius = min(radius, maps.shape[-1] - 1, maps.shape[-2] - 1)
+    t = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    x = maps[:, None]
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
+    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), k.view(1, 1, -1, 1))
+    return x[:, 0]
 
 
 class Scorer(nn.Module):
@@ -105,15 +148,19 @@ class Scorer(nn.Module):
         super().__init__()
         self.spec = spec
         self.components = ordered(spec.components)
-        self.needs = needs_of(self.components)
+        self.maps = ordered(spec.maps, MAP_NAMES)
+        self.needs = needs_of(self.components, self.maps)
         self.generator, self.discriminator, self.encoder = build_models(spec.model_args)
         self.preprocess = Preprocess(spec.preprocess)
         self.register_buffer("bank", None)
         self.register_buffer("calibration_x", None)
         self.register_buffer("weights", torch.tensor([float(spec.weights.get(c, 0.0)) for c in self.components],
                                                      dtype=torch.float64))
+        self.register_buffer("map_weights", torch.tensor([float(spec.map_weights.get(m, 0.0)) for m in self.maps],
+                                                         dtype=torch.float64))
         self.feature_gaussian: Optional[Gaussian] = None
         self.layer_gaussians = nn.ModuleList()
+        self.location_gaussians = nn.ModuleList()
         self.calibrations = nn.ModuleDict()
         if spec.dtype == "float64":
             self.double()
@@ -130,13 +177,15 @@ class Scorer(nn.Module):
             scorer.calibration_x = torch.zeros(state["calibration_x"].shape, dtype=state["calibration_x"].dtype)
         if "feature_gaussian.mean" in state:
             scorer.feature_gaussian = Gaussian(state["feature_gaussian.mean"], state["feature_gaussian.precision"])
-        i = 0
-        while f"layer_gaussians.{i}.mean" in state:
-            scorer.layer_gaussians.append(Gaussian(state[f"layer_gaussians.{i}.mean"],
-                                                   state[f"layer_gaussians.{i}.precision"]))
-            i += 1
+        for name, cls in (("layer_gaussians", Gaussian), ("location_gaussians", LocationGaussian)):
+            i = 0
+            while f"{name}.{i}.mean" in state:
+                getattr(scorer, name).append(cls(state[f"{name}.{i}.mean"], state[f"{name}.{i}.precision"]))
+                i += 1
         for key in sorted({k.split(".")[1] for k in state if k.startswith("calibrations.")}):
-            scorer.calibrations[key] = Calibration(state[f"calibrations.{key}.values"])
+            prefix = f"calibrations.{key}."
+            scorer.calibrations[key] = Calibration(state[prefix + "values"], state.get(prefix + "map_loc"),
+                                                   state.get(prefix + "map_scale"))
         scorer.load_state_dict(state, strict=True)
         return scorer.eval().requires_grad_(False)
 
@@ -154,7 +203,7 @@ class Scorer(nn.Module):
     def missing_statistics(self) -> list[str]:
         """The fitted statistics the active components need but the scorer lacks (fit_normal_statistics adds them)."""
         have = {BANK: self.bank is not None, FEATURE_GAUSSIAN: self.feature_gaussian is not None,
-                LAYER_GAUSSIANS: len(self.layer_gaussians) > 0}
+                LAYER_GAUSSIANS: len(self.layer_gaussians) > 0, LOCATION_GAUSSIANS: len(self.location_gaussians) > 0}
         return sorted(n for n in self.needs if n in have and not have[n])
 
     # ------------------------------------------------------------------ one scoring pass
@@ -169,13 +218,15 @@ class Scorer(nn.Module):
         inv = inversion or Inversion("encoder")
         with self._autocast():
             with torch.no_grad():
-                if LAYER_GAUSSIANS in self.needs:
-                    d_out, f_x, layers = self.discriminator.forward_with_layers(x)
+                if self.needs & {LAYER_GAUSSIANS, LOCATION_GAUSSIANS}:
+                    d_out, f_x, layers, maps = self.discriminator.forward_with_maps(
+                        x, keep_maps=LOCATION_GAUSSIANS in self.needs)
                 else:
-                    (d_out, f_x), layers = self.discriminator.forward_with_features(x), None
+                    (d_out, f_x), layers, maps = self.discriminator.forward_with_features(x), None, None
             p = Pass(x=x, d_out=d_out.to(self.dtype), f_x=f_x.to(self.dtype),
                      layers=None if layers is None else [h.to(self.dtype) for h in layers],
-                     residual_norm=self.spec.residual_norm, knn_k=self.spec.knn_k)
+                     residual_norm=self.spec.residual_norm, knn_k=self.spec.knn_k, layer_maps=maps,
+                     map_topk=self.spec.map_topk)
             if INVERSION in self.needs:
                 res = invert_latent(x, self.generator, self.discriminator, self.encoder, inv.method, steps=inv.steps,
                                     refine_steps=inv.refine_steps, lr=inv.lr, lam=inv.lam, restarts=inv.restarts,
@@ -187,14 +238,33 @@ class Scorer(nn.Module):
         return p
 
     def component_values(self, x: torch.Tensor, inversion: Optional[Inversion] = None,
-                         keep_reconstructions: bool = False) -> dict:
-        """Every active component of a model-space batch -> {name: (B,)} (+ ``x_hat`` when asked)."""
+                         keep_reconstructions: bool = False, calibration: Optional["Calibration"] = None) -> dict:
+        """Every active component of a model-space batch -> {name: (B,)} (+ ``x_hat`` when asked). With map
+        components and a ``calibration`` that holds their pixel statistics, also ``anomaly_map`` (B, S, S)."""
         p = self.scoring_pass(x, inversion)
         with torch.no_grad():
-            out = {c: COMPONENTS[c].compute(p, self) for c in self.components}
+            if self.maps and calibration is not None and calibration.map_loc is not None:
+                p.anomaly_map = self.anomaly_map(self.map_values(p), calibration)
+            out = {c: COMPONENTS[c].compute(p, self) for c in self.components
+                   if ANOMALY_MAP not in COMPONENTS[c].needs or p.anomaly_map is not None}
+            if p.anomaly_map is not None:
+                out["anomaly_map"] = p.anomaly_map
         if keep_reconstructions:
             out["x_hat"] = p.x_hat if p.x_hat is not None else self.reconstruct(x)
         return out
+
+    def map_values(self, p: Pass) -> dict:
+        """Every map component of a scoring pass -> {name: (B, S, S)} at the model's resolution."""
+        return {m: MAPS[m].compute(p, self).float() for m in self.maps}
+
+    def anomaly_map(self, maps: dict, calibration: "Calibration") -> torch.Tensor:
+        """(B, S, S): the weighted mean of the map components' z-scores on normal-validation pixel statistics,
+        smoothed by a Gaussian of sigma 4 px per 256 px (as anomalib's anomaly-map generator). Higher = more
+        anomalous."""
+        w = self.map_weights.float()
+        z = sum(w[i] * (maps[m] - calibration.map_loc[i].float()) / calibration.map_scale[i].float()
+                for i, m in enumerate(self.maps)) / w.sum()
+        return gaussian_blur(z, sigma=max(0.5, 4.0 * z.shape[-1] / 256))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -221,10 +291,19 @@ class Scorer(nn.Module):
         """Score the stored normal-validation samples with ``inversion`` and keep the result as its calibration."""
         if self.calibration_x is None:
             raise ValueError("the scorer holds no normal-validation samples to calibrate on")
-        parts = [self.component_values(self.calibration_x[i:i + batch_size], inversion)
-                 for i in range(0, len(self.calibration_x), batch_size)]
+        batches = [self.calibration_x[i:i + batch_size] for i in range(0, len(self.calibration_x), batch_size)]
+        map_stats = None
+        if self.maps:  # first the maps' pixel statistics, which the anomaly map (and map_max) stand on
+            raw = [self.map_values(self.scoring_pass(b, inversion)) for b in batches]
+            pixels = {m: torch.cat([r[m].flatten().double() for r in raw]) for m in self.maps}
+            std = torch.stack([pixels[m].std(unbiased=False) for m in self.maps])
+            map_stats = Calibration(torch.zeros(1, len(self.components)), torch.stack(
+                [pixels[m].mean() for m in self.maps]), torch.where(std > 1e-12, std, torch.ones_like(std)))
+            map_stats = map_stats.to(self.device)
+        parts = [self.component_values(b, inversion, calibration=map_stats) for b in batches]
         values = {c: torch.cat([p[c] for p in parts]) for c in self.components}
-        cal = Calibration(self._values_table(values)).to(self.device)
+        cal = Calibration(self._values_table(values), *(() if map_stats is None else
+                                                        (map_stats.map_loc, map_stats.map_scale))).to(self.device)
         val_scores = self.combine(values, cal)
         cal.threshold = torch.quantile(val_scores, self.spec.threshold_quantile).to(torch.float64)
         self.calibrations[inversion.key] = cal
@@ -250,7 +329,7 @@ class Scorer(nn.Module):
         cal = self.calibration(inv)
         if cal is None:
             raise KeyError(inv.key)
-        out = self.component_values(x, inv, keep_reconstructions)
+        out = self.component_values(x, inv, keep_reconstructions, calibration=cal)
         out["anomaly_score"] = self.combine(out, cal)
         out["threshold"] = cal.threshold.expand(len(x))
         return out

@@ -61,9 +61,9 @@ def test_evaluate_run_writes_report_and_pictures(trained_run, tmp_path):
 
 
 def test_benchmark_resume_skips_finished_cases(tmp_path, monkeypatch):
-    from conftest import tiny_config
-
     from anomgan import benchmark as bm
+
+    from conftest import tiny_config
 
     cfg = tiny_config(train__epochs=1, encoder__epochs=1)
     out = tmp_path / "b.csv"

@@ -35,9 +35,9 @@ def _error(res, fragment):
 @pytest.fixture(scope="module")
 def tab_run(tmp_path_factory):
     """A tiny tabular run on columns a, b, c."""
-    from conftest import tiny_config
-
     from anomgan.runs import train_run
+
+    from conftest import tiny_config
 
     d = tmp_path_factory.mktemp("tab")
     rng = np.random.default_rng(0)

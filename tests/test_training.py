@@ -4,7 +4,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_config
 
 from anomgan import AnoGAN
 from anomgan.errors import OutputError, TrainingDiverged
@@ -12,6 +11,8 @@ from anomgan.run_format import load_run
 from anomgan.runs import train_run
 from anomgan.training import losses
 from anomgan.training.stabilisers import diff_augment
+
+from conftest import tiny_config
 
 
 def _weights(run_dir):

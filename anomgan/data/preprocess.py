@@ -127,8 +127,8 @@ def fit_preprocessor(x_train: np.ndarray, kind: str, image_size: Optional[int] =
                             feature_names=feature_names)
     c, h, w = (int(v) for v in x_train.shape[1:])
     size = image_size or next_power_of_two(max(h, w))
-    if size > 64:
-        raise DataError(f"images of {h}x{w} need a model of {size} px; the largest supported is 64 "
-                        f"(set data.image_size=64 and data.resize=resize)")
+    if size > 256:
+        raise DataError(f"images of {h}x{w} need a model of {size} px; the largest supported is 256 "
+                        f"(set data.image_size to 128 or 256 and data.resize=resize)")
     return Preprocessor(kind="image", in_shape=[c, h, w], image_size=size, channels=channels or c, resize=resize,
                         allow_resize=allow_resize)

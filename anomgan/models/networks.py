@@ -26,9 +26,15 @@ def _channels_last(x: torch.Tensor) -> torch.Tensor:
 def _levels(image_size: int) -> int:
     """Number of x2 steps between a 4x4 map and ``image_size``."""
     n = int(math.log2(image_size)) - 2
-    if image_size not in (8, 16, 32, 64):
-        raise ValueError(f"image_size must be 8, 16, 32 or 64, got {image_size}")
+    if image_size not in (8, 16, 32, 64, 128, 256):
+        raise ValueError(f"image_size must be 8, 16, 32, 64, 128 or 256, got {image_size}")
     return n
+
+
+def _max_channels(width: int) -> int:
+    """Channel cap: 16x the base width, reached at 64 px; larger images add levels, not channels (a 256-px critic
+    would otherwise end in 32x the width, and its feature bank in 16x that per sample)."""
+    return width * 16
 
 
 class ConvGenerator(nn.Module):
@@ -37,7 +43,7 @@ class ConvGenerator(nn.Module):
     def __init__(self, z_dim: int, channels: int, image_size: int, width: int):
         super().__init__()
         n = _levels(image_size)
-        c0 = width * 2 ** (n - 1) if n > 0 else width
+        c0 = min(width * 2 ** (n - 1), _max_channels(width)) if n > 0 else width
         self.c0 = c0
         self.project = nn.Sequential(nn.Linear(z_dim, c0 * 16), nn.BatchNorm1d(c0 * 16), nn.ReLU(True))
         layers: list[nn.Module] = []
@@ -63,7 +69,7 @@ class _ConvTrunk(nn.Module):
         layers: list[nn.Module] = [_maybe_sn(nn.Conv2d(channels, width, 3, 1, 1), sn), nn.LeakyReLU(0.2, True)]
         c = width
         for _ in range(n):
-            c_out = c * 2
+            c_out = min(c * 2, _max_channels(width))
             layers += [_maybe_sn(nn.Conv2d(c, c_out, 4, 2, 1), sn), nn.LeakyReLU(0.2, True)]
             c = c_out  # spatial size halves each step, down to (B, c, 4, 4)
         self.body = nn.Sequential(*layers).to(memory_format=torch.channels_last)
@@ -95,15 +101,23 @@ class _Discriminator(nn.Module):
         The layers are the outputs of the trunk's nonlinearities, each averaged to a 2x2 grid (images: one value
         per channel and quadrant, (B, 4 * C_i)) or taken whole (tables, (B, width)): ``layer_maha``'s input.
         """
+        logit, f, layers, _ = self.forward_with_maps(x)
+        return logit, f, layers
+
+    def forward_with_maps(self, x: torch.Tensor, keep_maps: bool = False):
+        """As ``forward_with_layers``, plus (``keep_maps``) every trunk layer's activations whole, (B, C_i, h_i, w_i):
+        the per-location input of the anomaly maps. Returns (logit, f, pooled layers, maps or None)."""
         body = getattr(self.trunk, "body", self.trunk)  # conv trunks wrap their Sequential, MLP trunks are one
         h = _channels_last(x) if x.ndim == 4 else x
-        layers = []
+        layers, maps = [], [] if keep_maps else None
         for m in body:
             h = m(h)
             if isinstance(m, nn.LeakyReLU):
                 layers.append(nn.functional.adaptive_avg_pool2d(h, 2).flatten(1) if h.ndim == 4 else h.clone())
+                if keep_maps:
+                    maps.append(h.clone())
         f = h.flatten(1)
-        return self.head(f).squeeze(1), f, layers
+        return self.head(f).squeeze(1), f, layers, maps
 
 
 class ConvDiscriminator(_Discriminator):

@@ -64,7 +64,9 @@ def scorer_spec(cfg: Config, pre: Preprocessor, model_args: dict, extra_componen
                       weights={k: float(v) for k, v in s.weights.items() if v},
                       combination=s.combination, threshold_quantile=s.threshold_quantile,
                       residual_norm=s.residual_norm, knn_k=s.knn_k, lam=s.lam, seed=cfg.train.seed, amp=s.amp,
-                      inversion=inv.__dict__.copy(), dtype="float64" if pre.kind == "tabular" else "float32")
+                      inversion=inv.__dict__.copy(), dtype="float64" if pre.kind == "tabular" else "float32",
+                      maps=[m for m, w in s.map_weights.items() if w], map_topk=s.map_topk,
+                      map_weights={m: float(w) for m, w in s.map_weights.items() if w})
 
 
 @dataclass
@@ -96,6 +98,8 @@ def fit_detector(cfg: Config, x_train: np.ndarray, x_val: np.ndarray, feature_na
     xt = pre.transform(pre.check(x_train, "training data"))
     xv = pre.transform(pre.check(np.asarray(x_val, dtype=np.float32), "validation data"))[:MAX_CALIBRATION]
     model_args = model_args_for(cfg, pre)
+    if pre.kind != "image" and any(cfg.score.map_weights.values()):
+        raise ConfigError("score.map_weights: anomaly maps need images, this data is a table")
     if resume is not None and resume["model_args"] != model_args:
         raise RunError(f"the run was trained with model {resume['model_args']}, the config asks for {model_args}; "
                        f"use the run's own config or start over (force=True)",
