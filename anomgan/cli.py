@@ -63,14 +63,16 @@ def main_options(debug: Annotated[bool, typer.Option("--debug", help="Show full 
 
 
 def _print_report(report) -> None:
-    overall = report[report["anomalous_class"] == "all"][
-        ["component", "roc_auc", "average_precision", "tpr", "fpr", "precision", "f1"]]
+    cols = ["component", "roc_auc", "average_precision", "tpr", "fpr", "precision", "f1"]
+    cols += [c for c in ("pixel_roc_auc", "aupro") if c in report]
+    overall = report[report["anomalous_class"] == "all"][cols]
     typer.echo(overall.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     per_class = report[(report["component"] == "anomaly_score") & (report["anomalous_class"] != "all")]
     if len(per_class) > 1:
         typer.echo("\nper held-out class (anomaly_score):")
-        typer.echo(per_class[["anomalous_class", "n_anomalous", "roc_auc", "average_precision"]].to_string(
-            index=False, float_format=lambda v: f"{v:.4f}"))
+        cols = ["anomalous_class", "n_anomalous", "roc_auc", "average_precision"]
+        cols += [c for c in ("pixel_roc_auc", "aupro") if c in report]
+        typer.echo(per_class[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
 def _resolve_config(config: Optional[Path], flags: dict, overrides: list[str], base_run: Optional[Path] = None):
@@ -177,15 +179,19 @@ def evaluate(
     steps: Annotated[Optional[int], typer.Option(help="Inversion/refinement steps.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Report CSV (default reports/<run>-<method>.csv).")] = None,
     data_root: Annotated[Optional[str], typer.Option(help="Override the run's data root.")] = None,
+    save_maps: Annotated[Optional[Path], typer.Option(
+        help="Folder for one float32 .npy anomaly map per test image, at its original size (runs with maps).")] = None,
     device: Device = "auto",
     force: Force = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ):
-    """ROC-AUC / average precision on the held-out test split, per component and per anomalous class."""
+    """ROC-AUC / average precision on the held-out test split, per component and per anomalous class (and pixel
+    ROC-AUC / AUPRO for runs with anomaly maps on data with masks)."""
     from anomgan.runs import evaluate_run
 
     out = out or _default_report(f"{run.resolve().name}-{method or 'default'}.csv")
-    ev = evaluate_run(run, out, method, steps, data_root, force, device=device, verbose=not quiet)
+    ev = evaluate_run(run, out, method, steps, data_root, force, device=device, verbose=not quiet,
+                      save_maps=save_maps)
     _print_report(ev.report)
     typer.echo(f"report: {ev.out} (+ scores, ROC, histogram and reconstruction PNGs beside it)")
 

@@ -270,11 +270,15 @@ def score_test_split(det: AnoGAN, ds: Dataset, splits: Splits, method: Optional[
 
 def evaluate_run(run: Path, out: Optional[Path] = None, method: Optional[str] = None, steps: Optional[int] = None,
                  data_root: Optional[str] = None, force: bool = False, pictures: bool = True,
-                 device: str = "auto", verbose: bool = False) -> EvaluationResult:
-    """Rebuild the run's test split (held-out normal + anomalous classes), score it, report metrics."""
+                 device: str = "auto", verbose: bool = False, save_maps: Optional[Path] = None) -> EvaluationResult:
+    """Rebuild the run's test split (held-out normal + anomalous classes), score it, report metrics (and, for runs
+    with anomaly maps on data with masks, pixel ROC-AUC and AUPRO per held-out class; ``save_maps``: one float32
+    ``.npy`` per test image at its original size, named by its id)."""
     run = Path(run)
     if out is not None:
         out = check_output(out, force, "report")
+    if save_maps is not None and save_maps.exists() and not save_maps.is_dir():
+        raise OutputError(f"{save_maps} is a file, not a folder for maps")
     det = AnoGAN.load(run, device=device, verbose=verbose)
     cfg = det.config_
     if data_root is not None:
@@ -292,6 +296,16 @@ def evaluate_run(run: Path, out: Optional[Path] = None, method: Optional[str] = 
     report.insert(0, "dataset", ds.name)
     report["score_seconds"] = seconds
     report["images_per_s"] = len(frame) / max(seconds, 1e-9)
+    maps = None
+    if "anomaly_map" in res:
+        maps = original_size_maps(res["anomaly_map"], ds.sizes[splits.test] if ds.sizes is not None else None)
+        if ds.masks is not None:
+            report = add_pixel_metrics(report, frame, maps, list(ds.masks[splits.test]))
+    if save_maps is not None:
+        if maps is None:
+            raise OutputError("this run makes no anomaly maps (score.map_weights is empty)",
+                              cli="--save-maps: this run makes no anomaly maps (score.map_weights is empty)")
+        write_maps(maps, frame["id"].astype(str).tolist(), save_maps)
     written: list = []
     if out is not None:
         atomic_write(out, lambda tmp: report.to_csv(tmp, index=False))
@@ -300,6 +314,46 @@ def evaluate_run(run: Path, out: Optional[Path] = None, method: Optional[str] = 
         if pictures:
             written = write_pictures(det, frame, res, threshold, stem)
     return EvaluationResult(report, frame, out, written, seconds, threshold)
+
+
+def original_size_maps(maps: np.ndarray, sizes: Optional[np.ndarray]) -> list:
+    """(N, S, S) model-resolution maps -> one float32 (H_i, W_i) map per image at its original size (bilinear)."""
+    import torch.nn.functional as F
+
+    if sizes is None:
+        return list(maps.astype(np.float32))
+    out = []
+    for m, (h, w) in zip(maps, sizes):
+        t = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]
+        out.append(F.interpolate(t, size=(int(h), int(w)), mode="bilinear", align_corners=False)[0, 0].numpy())
+    return out
+
+
+def add_pixel_metrics(report: pd.DataFrame, frame: pd.DataFrame, maps: list, masks: list) -> pd.DataFrame:
+    """pixel_roc_auc and aupro on the anomaly_score rows, per held-out class (its images and the normal ones)."""
+    from anomgan.evaluation.pixel import aupro, pixel_roc_auc
+
+    labels = frame["label"].astype(str).to_numpy()
+    normal = frame["target"].to_numpy() == 0
+    have = np.array([m is not None for m in masks])
+    report = report.assign(pixel_roc_auc=np.nan, aupro=np.nan)
+    for i, row in report[report.component == "anomaly_score"].iterrows():
+        keep = have & (np.ones(len(frame), bool) if row.anomalous_class == "all" else
+                       normal | (labels == row.anomalous_class))
+        sel_maps, sel_masks = [maps[j] for j in np.flatnonzero(keep)], [masks[j] for j in np.flatnonzero(keep)]
+        if not any(m.any() for m in sel_masks):
+            continue
+        report.loc[i, "pixel_roc_auc"] = pixel_roc_auc(sel_maps, sel_masks)
+        report.loc[i, "aupro"] = aupro(sel_maps, sel_masks)
+    return report
+
+
+def write_maps(maps: list, ids: list, folder: Path) -> None:
+    """``folder/<id with its suffix replaced by .npy>``: float32 (H, W) per image, each written atomically."""
+    for m, sample_id in zip(maps, ids):
+        path = folder / Path(sample_id).with_suffix(".npy")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp, m=m: np.save(open(tmp, "wb"), m.astype(np.float32)))
 
 
 def write_pictures(det: AnoGAN, frame: pd.DataFrame, res: dict, threshold: float, stem: Path) -> list:
