@@ -155,6 +155,10 @@ def score(
     save_reconstructions: Annotated[Optional[Path], typer.Option(
         help="Folder for a PNG of x | G(z*) | residual of the top-k scores.")] = None,
     top_k: Annotated[int, typer.Option(help="How many top scores --save-reconstructions shows.")] = 16,
+    save_maps: Annotated[Optional[Path], typer.Option(
+        help="Folder for one float32 .npy anomaly map per image, at its original size (runs with maps).")] = None,
+    overlays: Annotated[Optional[Path], typer.Option(
+        help="Folder for one PNG per image: image | heat map | overlay (runs with maps).")] = None,
     device: Device = "auto",
     force: Force = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
@@ -164,7 +168,7 @@ def score(
 
     out = out or _default_report("scores.csv")
     res = score_input(run, input, out, method, steps, batch_size, num_workers, save_reconstructions, top_k, force,
-                      device, verbose=not quiet)
+                      device, verbose=not quiet, save_maps=save_maps, overlays=overlays)
     typer.echo(f"scored {res.n} samples in {res.seconds:.1f}s: {res.n_flagged} above the threshold "
                f"{res.threshold:.3f} -> {res.out}")
     for path in res.reconstructions:

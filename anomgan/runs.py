@@ -176,10 +176,16 @@ class TopK:
 def score_input(run: Path, input_path: str, out: Path, method: Optional[str] = None, steps: Optional[int] = None,
                 batch_size: Optional[int] = None, num_workers: Optional[int] = None,
                 save_reconstructions: Optional[Path] = None, top_k: int = 16, force: bool = False,
-                device: str = "auto", verbose: bool = False) -> ScoreResult:
-    """Stream ``input_path`` through the run's detector into a CSV written to a temp name and renamed at the end."""
+                device: str = "auto", verbose: bool = False, save_maps: Optional[Path] = None,
+                overlays: Optional[Path] = None) -> ScoreResult:
+    """Stream ``input_path`` through the run's detector into a CSV written to a temp name and renamed at the end.
+    Runs with anomaly maps: ``save_maps`` gets one float32 ``.npy`` per image at its original size, ``overlays``
+    one PNG of image | heat map | overlay, both named by the image's id."""
     out = check_output(out, force, "output file")
     det = AnoGAN.load(run, device=device, verbose=verbose)
+    if (save_maps is not None or overlays is not None) and not det.scorer_.maps:
+        raise OutputError("this run makes no anomaly maps (score.map_weights is empty)",
+                          cli="--save-maps / --overlays: this run makes no anomaly maps (score.map_weights is empty)")
     cfg = det.config_
     bs = batch_size or cfg.score.batch_size
     if bs < 1:
@@ -216,6 +222,8 @@ def score_input(run: Path, input_path: str, out: Path, method: Optional[str] = N
             threshold = float(res["threshold"][0])
             if top is not None:
                 top.push(res["anomaly_score"], chunk.ids, res["x"], res["x_hat"])
+            if save_maps is not None or overlays is not None:
+                _write_map_outputs(res["anomaly_map"], chunk, save_maps, overlays)
     seconds = time.perf_counter() - start
     _keep_new_calibrations(det, run)
     written = []
@@ -232,6 +240,17 @@ def score_input(run: Path, input_path: str, out: Path, method: Optional[str] = N
                                         "anomaly_score": [t[0] for t in items]}).to_csv(index=False))
         written.append(path)
     return ScoreResult(out, n, flagged, threshold, seconds, written)
+
+
+def _write_map_outputs(maps: np.ndarray, chunk, save_maps: Optional[Path], overlays: Optional[Path]) -> None:
+    from anomgan.evaluation.plots import overlay_panels, save_png
+
+    ids = [str(i) for i in chunk.ids]
+    if save_maps is not None:
+        write_maps(original_size_maps(maps, chunk.sizes), ids, save_maps)
+    if overlays is not None:
+        for image, m, sample_id in zip(chunk.x, original_size_maps(maps, [im.shape[1:] for im in chunk.x]), ids):
+            save_png(overlay_panels(image, m), overlays / Path(sample_id).with_suffix(".png"))
 
 
 def _keep_new_calibrations(det: AnoGAN, run: Path) -> None:

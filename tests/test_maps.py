@@ -106,3 +106,27 @@ def test_evaluate_on_an_mvtec_layout_reports_pixel_metrics_and_writes_maps(tmp_p
     saved = np.load(tmp_path / "maps" / "test" / "square" / "000.npy")
     assert saved.shape == (40, 40) and saved.dtype == np.float32  # the original size, not the model's 32
     assert len(list((tmp_path / "maps").rglob("*.npy"))) == 8 + 6
+
+
+def test_score_a_folder_of_any_size_with_maps_and_overlays(map_detector, tmp_path):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from anomgan.cli import app
+
+    map_detector.config_.data.allow_resize = True
+    map_detector.scorer_.spec.preprocess["allow_resize"] = True  # as a run trained with data.allow_resize
+    map_detector.save(tmp_path / "run")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    x, _ = with_square(smooth_noise(2, 32, 7), 8)
+    Image.fromarray((x[0, 0] * 255).astype(np.uint8)).resize((48, 40)).save(folder / "a.png")
+    Image.fromarray((x[1, 0] * 255).astype(np.uint8)).save(folder / "b.png")
+    res = CliRunner().invoke(app, ["score", "--run", str(tmp_path / "run"), "--input", str(folder), "--out",
+                                   str(tmp_path / "s.csv"), "--save-maps", str(tmp_path / "maps"), "--overlays",
+                                   str(tmp_path / "ov"), "--quiet", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert np.load(tmp_path / "maps" / "a.npy").shape == (40, 48)  # each map at its own image's size
+    assert np.load(tmp_path / "maps" / "b.npy").shape == (32, 32)
+    overlay = np.asarray(Image.open(tmp_path / "ov" / "a.png"))
+    assert overlay.shape[0] >= 128 and overlay.shape[1] > 3 * overlay.shape[0]  # three readable panels side by side

@@ -28,32 +28,41 @@ class Chunk:
     ids: np.ndarray  # (B,) str
     x: np.ndarray  # raw batch in source units
     labels: Optional[np.ndarray] = None  # (B,) str, when the input carries labels
+    sizes: Optional[np.ndarray] = None  # (B, 2) original (height, width) of images resized on reading
 
 
 class _ImageFiles(torch.utils.data.Dataset):
-    """Image files read by DataLoader workers; errors travel back as text (one clear line, no worker trace)."""
+    """Image files read by DataLoader workers; errors travel back as text (one clear line, no worker trace).
+    With ``size`` (runs that resize their inputs), each image is resized to it and its own size is kept."""
 
-    def __init__(self, files: list[Path], channels: int):
-        self.files, self.channels = files, channels
+    def __init__(self, files: list[Path], channels: int, size: Optional[tuple] = None):
+        self.files, self.channels, self.size = files, channels, size
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int):
         try:
-            return read_image(self.files[i], self.channels), ""
+            image = read_image(self.files[i], self.channels)
         except DataError as exc:
-            return np.zeros((self.channels, 1, 1), np.float32), str(exc)
+            return np.zeros((self.channels, 1, 1), np.float32), str(exc), (1, 1)
+        hw = image.shape[1:]
+        if self.size is not None and hw != self.size:
+            import torch.nn.functional as F
+
+            image = F.interpolate(torch.from_numpy(image)[None], size=self.size, mode="bilinear", antialias=True,
+                                  align_corners=False)[0].clamp(0, 1).numpy()
+        return image, "", hw
 
 
 def _collate(items):
-    errors = [e for _, e in items if e]
+    errors = [e for _, e, _ in items if e]
     if errors:
-        return None, errors[0]
-    shapes = {a.shape for a, _ in items}
+        return None, errors[0], None
+    shapes = {a.shape for a, _, _ in items}
     if len(shapes) > 1:
-        return None, f"images in one batch differ in size: {sorted(shapes)[:2]}"
-    return np.stack([a for a, _ in items]), ""
+        return None, f"images in one batch differ in size: {sorted(shapes)[:2]}", None
+    return np.stack([a for a, _, _ in items]), "", np.asarray([hw for _, _, hw in items], dtype=np.int64)
 
 
 def count_input(path: str) -> Optional[int]:
@@ -145,13 +154,14 @@ def _iter_folder(p: Path, pre: Preprocessor, batch_size: int, num_workers: int) 
     if pre.kind != "image":
         raise DataError(f"{p}: the run was trained on tabular data, an image folder cannot be scored with it")
     files, labels = list_image_folder(p)
-    loader = torch.utils.data.DataLoader(_ImageFiles(files, pre.in_shape[0]), batch_size=batch_size,
+    size = tuple(pre.in_shape[1:]) if pre.allow_resize else None
+    loader = torch.utils.data.DataLoader(_ImageFiles(files, pre.in_shape[0], size), batch_size=batch_size,
                                          num_workers=num_workers, collate_fn=_collate)
     start = 0
-    for x, error in loader:
+    for x, error, sizes in loader:
         if error:
             raise DataError(error)
         ids = np.asarray([str(f.relative_to(p)) for f in files[start:start + len(x)]])
         lab = None if labels is None else np.asarray(labels[start:start + len(x)])
-        yield Chunk(ids=ids, x=x, labels=lab)
+        yield Chunk(ids=ids, x=x, labels=lab, sizes=sizes)
         start += len(x)

@@ -65,3 +65,35 @@ def reconstruction_grid(x: torch.Tensor, x_hat: torch.Tensor, path: Path, to_uni
     residual = residual / residual.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
     rows = torch.stack([xu, hu, residual], dim=1).flatten(0, 1)  # (3K, C, S, S)
     atomic_write(path, lambda tmp: save_image(rows, tmp, nrow=3, padding=1, pad_value=1.0, format="png"))
+
+
+def _tile(image: np.ndarray, min_side: int = 128) -> np.ndarray:
+    """(H, W, 3) uint8 upscaled by an integer factor (nearest neighbour) until its short side is >= min_side."""
+    factor = max(1, int(np.ceil(min_side / min(image.shape[:2]))))
+    return image.repeat(factor, 0).repeat(factor, 1) if factor > 1 else image
+
+
+def overlay_panels(image: np.ndarray, amap: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """image | heat map | overlay (| mask): (H, k*W, 3) uint8. ``image`` (C, H, W) in [0, 1], ``amap`` (H, W)
+    anomaly map (higher = more anomalous, shown from its minimum (blue) to its maximum (red) per image)."""
+    import matplotlib
+
+    rgb = np.repeat(image, 3, axis=0) if image.shape[0] == 1 else image[:3]
+    rgb = (np.moveaxis(rgb, 0, -1).clip(0, 1) * 255).astype(np.uint8)
+    lo, hi = float(amap.min()), float(amap.max())
+    norm = (amap - lo) / (hi - lo) if hi > lo else np.zeros_like(amap)
+    heat = (matplotlib.colormaps["jet"](norm)[..., :3] * 255).astype(np.uint8)
+    overlay = (0.55 * rgb + 0.45 * heat).astype(np.uint8)
+    panels = [rgb, heat, overlay]
+    if mask is not None:
+        panels.append(np.repeat((mask > 0).astype(np.uint8)[..., None] * 255, 3, axis=2))
+    gap = np.full((rgb.shape[0], 2, 3), 255, np.uint8)
+    row = np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
+    return _tile(row)
+
+
+def save_png(array: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="png"))
