@@ -104,6 +104,9 @@ class ScoreConfig:
     # score reads the map through the map_max component (score.weights.map_max)
     map_weights: dict = field(default_factory=dict)
     map_topk: float = 0.01  # map_max: mean of this share of the map's highest pixels
+    # D layers whose per-location statistics make layer_maha_map, counted from the input (0, 1, ...) or from the
+    # deepest (-1 = the 4x4 layer); the second deepest localises and separates best on bottle (docs/tuning.md)
+    map_layers: list = field(default_factory=lambda: [-2])
     bank_size: int = 4096  # normal-training samples whose D features the run keeps for the bank components (0 = none)
     threshold_quantile: float = 0.95  # threshold = this quantile of normal-validation anomaly scores
     batch_size: int = 256  # scoring batch size (memory bound)
@@ -304,6 +307,8 @@ def validate(cfg: Config) -> Config:
     need(not uses_map or any(s.map_weights.values()), "score.map_weights",
          "a map component above 0 while score.weights.map_max is above 0 (no map, no map_max)", s.map_weights)
     need(0 < s.map_topk <= 1, "score.map_topk", "in (0, 1]", s.map_topk)
+    need(len(s.map_layers) > 0 and all(isinstance(i, int) and not isinstance(i, bool) for i in s.map_layers),
+         "score.map_layers", "a non-empty list of layer indices", s.map_layers)
     need(s.bank_size >= 0, "score.bank_size", "must be >= 0", s.bank_size)
     for name, w in s.weights.items():
         needs = COMPONENTS[name].needs

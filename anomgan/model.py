@@ -83,6 +83,7 @@ class ScorerSpec:
     maps: list = field(default_factory=list)  # map components (images), in registry order
     map_weights: dict = field(default_factory=dict)  # map component -> weight in anomaly_map
     map_topk: float = 0.01  # map_max: mean of this share of the map's highest pixels
+    map_layers: list = field(default_factory=lambda: [-2])  # D layers of layer_maha_map (negative: from the deepest)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -221,6 +222,7 @@ class Scorer(nn.Module):
                 if self.needs & {LAYER_GAUSSIANS, LOCATION_GAUSSIANS}:
                     d_out, f_x, layers, maps = self.discriminator.forward_with_maps(
                         x, keep_maps=LOCATION_GAUSSIANS in self.needs)
+                    maps = None if maps is None else self.select_map_layers(maps)
                 else:
                     (d_out, f_x), layers, maps = self.discriminator.forward_with_features(x), None, None
             p = Pass(x=x, d_out=d_out.to(self.dtype), f_x=f_x.to(self.dtype),
@@ -236,6 +238,10 @@ class Scorer(nn.Module):
                     p.x_hat = res.x_hat.to(self.dtype)
                     p.f_hat = self.discriminator.features(res.x_hat).to(self.dtype)
         return p
+
+    def select_map_layers(self, maps: list) -> list:
+        """The D layers (``spec.map_layers``, negative = from the deepest) whose activations feed the maps."""
+        return [maps[i] for i in self.spec.map_layers]
 
     def component_values(self, x: torch.Tensor, inversion: Optional[Inversion] = None,
                          keep_reconstructions: bool = False, calibration: Optional["Calibration"] = None) -> dict:

@@ -130,3 +130,11 @@ def test_score_a_folder_of_any_size_with_maps_and_overlays(map_detector, tmp_pat
     assert np.load(tmp_path / "maps" / "b.npy").shape == (32, 32)
     overlay = np.asarray(Image.open(tmp_path / "ov" / "a.png"))
     assert overlay.shape[0] >= 128 and overlay.shape[1] > 3 * overlay.shape[0]  # three readable panels side by side
+
+
+def test_map_layers_out_of_range_are_refused():
+    from anomgan.errors import ConfigError
+
+    cfg = tiny_config(data__image_size=32, score__map_weights={"layer_maha_map": 1.0}, score__map_layers=[9])
+    with pytest.raises(ConfigError, match="out of range for a 32-px critic of 4 layers"):
+        AnoGAN(config=cfg).fit(smooth_noise(20, 32, 0))

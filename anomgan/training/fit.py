@@ -66,6 +66,7 @@ def scorer_spec(cfg: Config, pre: Preprocessor, model_args: dict, extra_componen
                       residual_norm=s.residual_norm, knn_k=s.knn_k, lam=s.lam, seed=cfg.train.seed, amp=s.amp,
                       inversion=inv.__dict__.copy(), dtype="float64" if pre.kind == "tabular" else "float32",
                       maps=[m for m, w in s.map_weights.items() if w], map_topk=s.map_topk,
+                      map_layers=list(s.map_layers),
                       map_weights={m: float(w) for m, w in s.map_weights.items() if w})
 
 
@@ -100,6 +101,12 @@ def fit_detector(cfg: Config, x_train: np.ndarray, x_val: np.ndarray, feature_na
     model_args = model_args_for(cfg, pre)
     if pre.kind != "image" and any(cfg.score.map_weights.values()):
         raise ConfigError("score.map_weights: anomaly maps need images, this data is a table")
+    if pre.kind == "image" and cfg.score.map_weights.get("layer_maha_map"):
+        n_layers = int(np.log2(pre.image_size)) - 1  # the critic's LeakyReLU outputs, 4x4 the deepest
+        bad = [i for i in cfg.score.map_layers if not -n_layers <= i < n_layers]
+        if bad:
+            raise ConfigError(f"score.map_layers: {bad} out of range for a {pre.image_size}-px critic of {n_layers} "
+                              f"layers (use 0..{n_layers - 1} or -1..-{n_layers})")
     if resume is not None and resume["model_args"] != model_args:
         raise RunError(f"the run was trained with model {resume['model_args']}, the config asks for {model_args}; "
                        f"use the run's own config or start over (force=True)",

@@ -69,7 +69,7 @@ def fit_normal_statistics(scorer: Scorer, x_train: torch.Tensor, bank_size: int,
         feats.append(f.float())
         layer_parts.append([h.float() for h in layers])
         if maps is not None:
-            moments = _accumulate(moments, maps)
+            moments = _accumulate(moments, scorer.select_map_layers(maps))
     bank = torch.cat(feats)
     # rounded through half precision when it fits: the run stores it so, and a scorer scores alike before and after
     bank = bank.half().float() if _fits_half(bank) else bank
