@@ -61,7 +61,8 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in (
     Component("d_score", frozenset(), lambda p, s: -p.d_out,
               "the discriminator's verdict that x is not real (its negated logit / critic value)"),
     Component("residual", frozenset({INVERSION}), lambda p, s: per_sample_residual(p.x, p.x_hat, p.residual_norm),
-              "reconstruction error |x - G(z*)| after latent inversion (l1 or l2, mean over pixels/features)"),
+              "reconstruction error after latent inversion: mean abs(x - G(z*)) (l1) or squared (l2) over pixels "
+              "or features"),
     Component("feature_residual", frozenset({INVERSION}),
               lambda p, s: per_sample_feature_residual(p.f_x, p.f_hat),
               "the same error in D's feature space, mean of (f(x) - f(G(z*)))^2"),
@@ -118,7 +119,7 @@ def _layer_maha_map(p: Pass, scorer) -> torch.Tensor:
 
 MAPS: dict[str, MapComponent] = {m.name: m for m in (
     MapComponent("residual_map", frozenset({INVERSION}), _residual_map,
-                 "per pixel |x - G(z*)| (l1, or squared for l2), mean over channels"),
+                 "per pixel abs(x - G(z*)) (l1, or squared for l2), mean over channels"),
     MapComponent("layer_maha_map", frozenset({LOCATION_GAUSSIANS}), _layer_maha_map,
                  "per location and D layer, squared Mahalanobis distance of the activations to that location's "
                  "normal mean (one covariance per layer), over the layer's dimension; upsampled, mean over layers"),

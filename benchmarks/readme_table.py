@@ -153,11 +153,13 @@ def equality_lines(path: Path) -> list[str]:
 def component_table() -> list[str]:
     """The README's component table, from the registry (anomgan.components)."""
     from anomgan.components import COMPONENTS as REGISTRY
+    from anomgan.components import MAPS
 
-    rows = ["| component | needs | what it measures (higher = more anomalous) |", "|---|---|---|"]
-    for c in REGISTRY.values():
-        needs = ", ".join(sorted(c.needs)) or "one D pass"
-        rows.append(f"| `{c.name}` | {needs} | {c.meaning} |")
+    rows = ["| component | kind | needs | what it measures (higher = more anomalous) |", "|---|---|---|---|"]
+    for kind, registry in (("image", REGISTRY), ("map", MAPS)):
+        for c in registry.values():
+            needs = ", ".join(sorted(c.needs)) or "one D pass"
+            rows.append(f"| `{c.name}` | {kind} | {needs} | {c.meaning} |")
     return rows
 
 
