@@ -172,6 +172,9 @@ class Scorer(nn.Module):
     def from_state(cls, spec: ScorerSpec, state: dict) -> "Scorer":
         """Rebuild from ``spec`` and a ``state_dict()``: statistics are shaped as saved, then loaded strictly."""
         scorer = cls(spec)
+        state = {**state}
+        for name in ("weights", "map_weights"):  # follow from the spec; a run saved before one existed lacks it
+            state.setdefault(name, getattr(scorer, name))
         if "bank" in state:
             scorer.bank = torch.zeros(state["bank"].shape, dtype=state["bank"].dtype)
         if "calibration_x" in state:

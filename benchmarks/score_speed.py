@@ -78,7 +78,7 @@ def main() -> None:
                      "images_per_s": len(x) / seconds, "timings": len(times),
                      "roc_auc": roc_auc_score(y, res["anomaly_score"]),
                      "device": args.device, "torch_threads": torch.get_num_threads(),
-                     "machine": platform.processor() or platform.machine(), "run": str(args.run)})
+                     "machine": platform.processor() or platform.machine(), "run": args.run.name})
         print(f"{method:10s} {rows[-1]['images_per_s']:10.1f} img/s  AUC {rows[-1]['roc_auc']:.4f}", flush=True)
     frame = pd.DataFrame(rows)
     it = frame.set_index("method").loc["iterative", "images_per_s"]
