@@ -87,9 +87,11 @@ def _sample_grid(generator, z: torch.Tensor, path: Path, to_unit) -> None:
     """Save a grid of G(z) as PNG (images only)."""
     from torchvision.utils import save_image
 
+    from anomgan.evaluation.plots import upscale
+
     generator.eval()
     with torch.no_grad():
-        x = to_unit(generator(z).float().cpu())
+        x = upscale(to_unit(generator(z).float().cpu()), 64)  # 64 tiles of >= 64 px
     nrow = max(1, int(np.sqrt(len(x))))
     atomic_write(path, lambda tmp: save_image(x, tmp, nrow=nrow, format="png", padding=1))
 
@@ -284,6 +286,8 @@ def score_test_split(det: AnoGAN, ds: Dataset, splits: Splits, method: Optional[
     frame = pd.DataFrame({"id": ds.ids[splits.test], "label": ds.y[splits.test] if ds.y is not None else "",
                           "target": splits.test_targets(ds), **{c: res[c] for c in score_columns(res)},
                           "threshold": res["threshold"], "is_anomaly": res["is_anomaly"]})
+    if ds.masks is not None:  # inspection layouts: the class is the defect type (good = normal)
+        frame.insert(2, "defect_type", frame["label"])
     return frame, res, seconds
 
 
@@ -332,7 +336,40 @@ def evaluate_run(run: Path, out: Optional[Path] = None, method: Optional[str] = 
         atomic_write(Path(f"{stem}.scores.csv"), lambda tmp: frame.to_csv(tmp, index=False))
         if pictures:
             written = write_pictures(det, frame, res, threshold, stem)
+            if "anomaly_map" in res:
+                masks = list(ds.masks[splits.test]) if ds.masks is not None else None
+                written += write_map_pictures(frame, res, masks, stem)
     return EvaluationResult(report, frame, out, written, seconds, threshold)
+
+
+def write_map_pictures(frame: pd.DataFrame, res: dict, masks: Optional[list], stem: Path) -> list:
+    """Heat-map overlays (image | heat map | overlay | mask) of the top anomalies and of the anomalies scored most
+    normal, at the model's resolution, one row per image."""
+    import torch.nn.functional as F
+
+    from anomgan.evaluation.plots import overlay_panels, save_png
+
+    target, score = frame["target"].to_numpy(), frame["anomaly_score"].to_numpy()
+    anomalous = np.flatnonzero(target == 1)
+    order = anomalous[np.argsort(-score[anomalous], kind="stable")]
+    images = ((res["x"] + 1) / 2).clamp(0, 1).numpy()
+    size = images.shape[-2:]
+    written = []
+    for name, idx in (("top_anomalies_maps", order[:6]), ("most_normal_anomalies_maps", order[::-1][:6])):
+        rows = []
+        for i in idx:
+            mask = None
+            if masks is not None and masks[i] is not None:
+                m = torch.from_numpy(masks[i].astype(np.float32))[None, None]
+                mask = F.interpolate(m, size=size, mode="nearest")[0, 0].numpy()
+            rows.append(overlay_panels(images[i], res["anomaly_map"][i], mask))
+        if rows:
+            width = max(r.shape[1] for r in rows)
+            rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+            path = Path(f"{stem}.{name}.png")
+            save_png(np.concatenate(rows), path)
+            written.append(path)
+    return written
 
 
 def original_size_maps(maps: np.ndarray, sizes: Optional[np.ndarray]) -> list:
@@ -378,11 +415,12 @@ def write_maps(maps: list, ids: list, folder: Path) -> None:
 def write_pictures(det: AnoGAN, frame: pd.DataFrame, res: dict, threshold: float, stem: Path) -> list:
     """ROC curves, score histogram, and (images) the top anomalies and the most normal-looking anomalies
     as rows of x | G(z*) | residual map."""
-    from anomgan.evaluation.plots import plot_histogram, plot_roc, reconstruction_grid
+    from anomgan.evaluation.plots import plot_histogram, plot_roc, plot_roc_per_class, reconstruction_grid
 
-    paths = [Path(f"{stem}.roc.png"), Path(f"{stem}.hist.png")]
+    paths = [Path(f"{stem}.roc.png"), Path(f"{stem}.hist.png"), Path(f"{stem}.roc_per_class.png")]
     plot_roc(frame, paths[0])
     plot_histogram(frame, threshold, paths[1])
+    plot_roc_per_class(frame, paths[2])
     if "x_hat" in res:
         target = frame["target"].to_numpy()
         score = frame["anomaly_score"].to_numpy()

@@ -55,8 +55,13 @@ def test_evaluate_run_writes_report_and_pictures(trained_run, tmp_path):
     assert set(report.anomalous_class.astype(str)) == {"all", *[str(i) for i in range(1, 10)]}
     overall = report[(report.anomalous_class == "all") & (report.component == "anomaly_score")].iloc[0]
     assert overall.roc_auc > 0.8 and overall.n_anomalous > 1000
-    for suffix in ("roc.png", "hist.png", "top_anomalies.png", "most_normal_anomalies.png", "scores.csv"):
+    for suffix in ("roc.png", "hist.png", "roc_per_class.png", "top_anomalies.png", "most_normal_anomalies.png",
+                   "scores.csv"):
         assert (tmp_path / f"rep.{suffix}").stat().st_size > 0, suffix
+    from PIL import Image
+
+    grid = Image.open(tmp_path / "rep.top_anomalies.png")
+    assert grid.width >= 3 * 128  # x | G(z*) | residual: 8-px digits upscaled to tiles a person can read
     assert ev.threshold == pytest.approx(report.threshold.dropna().iloc[0])
 
 

@@ -103,6 +103,10 @@ def test_evaluate_on_an_mvtec_layout_reports_pixel_metrics_and_writes_maps(tmp_p
                       save_maps=tmp_path / "maps")
     row = ev.report[(ev.report.anomalous_class == "square") & (ev.report.component == "anomaly_score")].iloc[0]
     assert row.pixel_roc_auc > 0.8 and 0 < row.aupro <= 1
+    scores = __import__("pandas").read_csv(tmp_path / "rep.scores.csv")
+    assert set(scores.defect_type) == {"good", "square"} and scores.id.iloc[0].startswith("test/")
+    for picture in ("top_anomalies_maps", "most_normal_anomalies_maps", "roc_per_class"):
+        assert (tmp_path / f"rep.{picture}.png").stat().st_size > 0, picture
     saved = np.load(tmp_path / "maps" / "test" / "square" / "000.npy")
     assert saved.shape == (40, 40) and saved.dtype == np.float32  # the original size, not the model's 32
     assert len(list((tmp_path / "maps").rglob("*.npy"))) == 8 + 6

@@ -56,6 +56,30 @@ def plot_histogram(frame: pd.DataFrame, threshold: float, path: Path) -> None:
     _save_figure(fig, path)
 
 
+def upscale(tiles: torch.Tensor, min_side: int = 128) -> torch.Tensor:
+    """(K, C, S, S) tiles enlarged by an integer factor (nearest neighbour) until a side is >= ``min_side``: an
+    8-px digit becomes a 128-px tile a person can read."""
+    factor = max(1, -(-min_side // tiles.shape[-1]))
+    return tiles.repeat_interleave(factor, -1).repeat_interleave(factor, -2) if factor > 1 else tiles
+
+
+def plot_roc_per_class(frame: pd.DataFrame, path: Path) -> None:
+    """ROC of anomaly_score for each held-out class against the normal test samples."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 6))
+    normal = frame[frame["target"] == 0]
+    for cls in pd.unique(frame.loc[frame["target"] == 1, "label"].astype(str)):
+        part = pd.concat([normal, frame[(frame["target"] == 1) & (frame["label"].astype(str) == cls)]])
+        fpr, tpr, _ = roc_curve(part["target"], part["anomaly_score"])
+        ax.plot(fpr, tpr, lw=1.6, label=f"{cls} (AUC {roc_auc_score(part['target'], part['anomaly_score']):.3f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC of anomaly_score per held-out class")
+    ax.legend(loc="lower right", fontsize=8)
+    _save_figure(fig, path)
+
+
 def reconstruction_grid(x: torch.Tensor, x_hat: torch.Tensor, path: Path, to_unit) -> None:
     """One row per sample: x | G(z*) | |x - G(z*)| residual map. x, x_hat: (K, C, S, S) in model space."""
     from torchvision.utils import save_image
@@ -63,7 +87,7 @@ def reconstruction_grid(x: torch.Tensor, x_hat: torch.Tensor, path: Path, to_uni
     xu, hu = to_unit(x.float()), to_unit(x_hat.float())
     residual = (xu - hu).abs()
     residual = residual / residual.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
-    rows = torch.stack([xu, hu, residual], dim=1).flatten(0, 1)  # (3K, C, S, S)
+    rows = upscale(torch.stack([xu, hu, residual], dim=1).flatten(0, 1))  # (3K, C, S', S'), tiles >= 128 px
     atomic_write(path, lambda tmp: save_image(rows, tmp, nrow=3, padding=1, pad_value=1.0, format="png"))
 
 
