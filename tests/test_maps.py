@@ -132,6 +132,10 @@ def test_score_a_folder_of_any_size_with_maps_and_overlays(map_detector, tmp_pat
     assert res.exit_code == 0, res.output
     assert np.load(tmp_path / "maps" / "a.npy").shape == (40, 48)  # each map at its own image's size
     assert np.load(tmp_path / "maps" / "b.npy").shape == (32, 32)
+    res = CliRunner().invoke(app, ["score", "--run", str(tmp_path / "run"), "--input", str(folder / "a.png"), "--out",
+                                   str(tmp_path / "one.csv"), "--save-maps", str(tmp_path / "one"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert np.load(tmp_path / "one" / "a.npy").shape == (40, 48)  # one image file: its map at its size too
     overlay = np.asarray(Image.open(tmp_path / "ov" / "a.png"))
     assert overlay.shape[0] >= 128 and overlay.shape[1] > 3 * overlay.shape[0]  # three readable panels side by side
 

@@ -108,6 +108,11 @@ def iter_input(path: str, pre: Preprocessor, batch_size: int, num_workers: int =
             yield Chunk(ids=np.arange(start, start + len(x)).astype(str), x=x)
         if len(arr) == 0:
             raise DataError(f"{p}: no samples")
+    elif suffix in IMAGE_SUFFIXES and pre.kind == "image" and pre.allow_resize:
+        image, error, hw = _ImageFiles([p], pre.in_shape[0], tuple(pre.in_shape[1:]))[0]
+        if error:
+            raise DataError(error)
+        yield Chunk(ids=np.asarray([p.name]), x=image[None], sizes=np.asarray([hw], dtype=np.int64))
     elif suffix == ".npz" or suffix in IMAGE_SUFFIXES:
         ds = load_source(str(p), channels=pre.in_shape[0] if pre.kind == "image" else None)
         _check_rank(ds.x, pre, p)
