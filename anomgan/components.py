@@ -111,8 +111,9 @@ def _layer_maha_map(p: Pass, scorer) -> torch.Tensor:
     size = p.x.shape[-2:]
     total = 0.0
     for h, g in zip(p.layer_maps, scorer.location_gaussians):
-        d = h.to(g.mean.dtype) - g.mean  # (B, C, h, w)
-        m = torch.einsum("bchw,cd,bdhw->bhw", d, g.precision, d).clamp_min(0) / d.shape[1]
+        d = (h.to(g.mean.dtype) - g.mean).flatten(2)  # (B, C, L) with L = h * w locations
+        m = torch.einsum("bcl,lcd,bdl->bl", d, g.precision, d).clamp_min(0) / d.shape[1]
+        m = m.view(len(h), *h.shape[2:])  # (B, h, w)
         total = total + F.interpolate(m[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
     return total / len(p.layer_maps)
 
@@ -121,8 +122,8 @@ MAPS: dict[str, MapComponent] = {m.name: m for m in (
     MapComponent("residual_map", frozenset({INVERSION}), _residual_map,
                  "per pixel abs(x - G(z*)) (l1, or squared for l2), mean over channels"),
     MapComponent("layer_maha_map", frozenset({LOCATION_GAUSSIANS}), _layer_maha_map,
-                 "per location and D layer, squared Mahalanobis distance of the activations to that location's "
-                 "normal mean (one covariance per layer), over the layer's dimension; upsampled, mean over layers"),
+                 "per location of a D layer (score.map_layers), squared Mahalanobis distance of the activations to "
+                 "that location's normal Gaussian (Ledoit-Wolf), over the layer's dimension; upsampled"),
 )}
 MAP_NAMES: tuple = tuple(MAPS)
 

@@ -116,7 +116,7 @@ class Calibration(nn.Module):
 
 
 class LocationGaussian(nn.Module):
-    """One D layer's normal activations: a mean per location (C, h, w) and one precision (C, C) for all of them."""
+    """One D layer's normal activations: a Gaussian per location, mean (C, h, w) and precision (h*w, C, C)."""
 
     def __init__(self, mean: torch.Tensor, precision: torch.Tensor):
         super().__init__()

@@ -2,11 +2,11 @@
 
     python benchmarks/map_layers.py --run runs/mvtec/bottle-s0 --out reports/benchmarks/map-layers-bottle.csv
 
-For every D layer, a map from that layer's per-location statistics (fitted here from the run's normal-training
-images, as ``fit_normal_statistics`` does for the chosen layers), smoothed, brought to each test image's original
-size; pixel ROC-AUC, AUPRO and the image ROC-AUC of its top-1 % mean. Then a few combinations of layers (each
-layer's map standardised over the test maps, averaged). A study of the test split, so it informs a default to be
-confirmed on other data; the networks are the run's, not retrained.
+For every D layer, a map from that layer's per-location Gaussians (fitted here from the run's normal-training
+images with ``fit_location_gaussian``, as ``fit_normal_statistics`` does for the chosen layers), smoothed,
+brought to each test image's original size: pixel ROC-AUC, AUPRO and the image ROC-AUC of its top-1 % mean.
+Then a few combinations of layers (each layer's map standardised over the test maps, averaged). A study of the
+test split, so it informs a default to be confirmed on other data; the networks are the run's, not retrained.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from anomgan import AnoGAN
 from anomgan.evaluation.pixel import aupro, pixel_roc_auc
 from anomgan.model import gaussian_blur
 from anomgan.runs import load_data, original_size_maps, split_data
-from anomgan.training.normal_stats import _accumulate, _location_gaussian
+from anomgan.training.normal_stats import fit_location_gaussian
 
 
 @torch.no_grad()
@@ -34,8 +34,8 @@ def layer_maps(det: AnoGAN, x: torch.Tensor, gaussians: list, batch: int = 16) -
         _, _, _, maps = det.scorer_.discriminator.forward_with_maps(x[i:i + batch], keep_maps=True)
         per = []
         for h, (mean, precision) in zip(maps, gaussians):
-            d = h - mean
-            m = torch.einsum("bchw,cd,bdhw->bhw", d, precision, d) / d.shape[1]
+            d = (h - mean).flatten(2)  # (B, C, L)
+            m = (torch.einsum("bcl,lcd,bdl->bl", d, precision, d) / d.shape[1]).view(len(h), *h.shape[2:])
             per.append(F.interpolate(m[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0])
         out.append(per)
     return [torch.cat([p[j] for p in out]) for j in range(len(out[0]))]
@@ -53,11 +53,9 @@ def main() -> None:
     pre = det.scorer_.preprocess
     with torch.no_grad():
         train = pre(torch.from_numpy(ds.x[splits.train]))
-        moments = None
-        for i in range(0, len(train), 16):
-            _, _, _, maps = det.scorer_.discriminator.forward_with_maps(train[i:i + 16], keep_maps=True)
-            moments = _accumulate(moments, maps)
-        gaussians = [_location_gaussian(*m) for m in moments]
+        acts = [det.scorer_.discriminator.forward_with_maps(train[i:i + 16], keep_maps=True)[3]
+                for i in range(0, len(train), 16)]
+        gaussians = [fit_location_gaussian(torch.cat(layer)) for layer in zip(*acts)]
         x = pre(torch.from_numpy(ds.x[splits.test]))
     maps = layer_maps(det, x, gaussians)
     masks, sizes, y = list(ds.masks[splits.test]), ds.sizes[splits.test], splits.test_targets(ds)

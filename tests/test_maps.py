@@ -146,3 +146,23 @@ def test_map_layers_out_of_range_are_refused():
     cfg = tiny_config(data__image_size=32, score__map_weights={"layer_maha_map": 1.0}, score__map_layers=[9])
     with pytest.raises(ConfigError, match="out of range for a 32-px critic of 4 layers"):
         AnoGAN(config=cfg).fit(smooth_noise(20, 32, 0))
+
+
+def test_location_gaussians_shrink_as_scikit_learn_does():
+    from sklearn.covariance import LedoitWolf, ledoit_wolf_shrinkage
+
+    from anomgan.training.normal_stats import fit_location_gaussian, ledoit_wolf_shrinkage_batched
+
+    g = torch.Generator().manual_seed(0)
+    acts = torch.randn(30, 6, 2, 3, generator=g) * torch.linspace(0.5, 3, 6).view(1, 6, 1, 1)
+    acts[:, 2, 0, 1] = 1.5  # a channel without variance at one location
+    mean, precision = fit_location_gaussian(acts)
+    assert mean.shape == (6, 2, 3) and precision.shape == (6, 6, 6) and torch.isfinite(precision).all()
+    for loc, (i, j) in enumerate([(i, j) for i in range(2) for j in range(3)]):
+        x = acts[:, :, i, j].double().numpy()
+        xc = x - x.mean(0)
+        want = ledoit_wolf_shrinkage(xc, assume_centered=True)
+        got = ledoit_wolf_shrinkage_batched(torch.from_numpy(xc)[None])[0]
+        assert float(got) == pytest.approx(want, rel=1e-9, abs=1e-12)
+        if loc != 1:  # where every channel varies, the precision is scikit-learn's LedoitWolf's
+            np.testing.assert_allclose(precision[loc].numpy(), LedoitWolf().fit(x).precision_, rtol=1e-4, atol=1e-5)

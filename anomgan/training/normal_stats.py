@@ -62,14 +62,14 @@ def fit_normal_statistics(scorer: Scorer, x_train: torch.Tensor, bank_size: int,
         return scorer
     idx = bank_indices(len(x_train), bank_size, seed)
     feats, layer_parts = [], []
-    moments = None  # per layer: sum over samples (C, h, w), sum of outer products (C, C), count
+    location_acts = []  # per batch: the map layers' activations (B, C, h, w)
     for i in range(0, len(idx), batch_size):
         x = x_train[idx[i:i + batch_size]].to(scorer.device, scorer.dtype)
         _, f, layers, maps = scorer.discriminator.forward_with_maps(x, keep_maps=LOCATION_GAUSSIANS in want)
         feats.append(f.float())
         layer_parts.append([h.float() for h in layers])
         if maps is not None:
-            moments = _accumulate(moments, scorer.select_map_layers(maps))
+            location_acts.append([h.float().cpu() for h in scorer.select_map_layers(maps)])
     bank = torch.cat(feats)
     # rounded through half precision when it fits: the run stores it so, and a scorer scores alike before and after
     bank = bank.half().float() if _fits_half(bank) else bank
@@ -80,37 +80,47 @@ def fit_normal_statistics(scorer: Scorer, x_train: torch.Tensor, bank_size: int,
     if LAYER_GAUSSIANS in want and len(bank) >= 2:
         for layer in zip(*layer_parts):
             scorer.layer_gaussians.append(Gaussian(*(t.to(scorer.dtype) for t in fit_gaussian(torch.cat(layer)))))
-    if moments is not None:
-        for total, outer, n in moments:
-            scorer.location_gaussians.append(LocationGaussian(*(t.to(scorer.device, scorer.dtype)
-                                                                for t in _location_gaussian(total, outer, n))))
+    for layer in zip(*location_acts):
+        scorer.location_gaussians.append(LocationGaussian(*(t.to(scorer.device, scorer.dtype)
+                                                            for t in fit_location_gaussian(torch.cat(layer)))))
     return scorer
 
 
-def _accumulate(moments, maps: list) -> list:
-    """Add a batch's per-layer activations (B, C, h, w) to the running sums, in float64."""
-    out = []
-    for j, h in enumerate(maps):
-        h = h.detach().to(torch.float64)
-        flat = h.permute(0, 2, 3, 1).reshape(-1, h.shape[1])  # (B * h * w, C)
-        total, outer = h.sum(0), flat.T @ flat
-        if moments is not None:
-            total, outer = total + moments[j][0], outer + moments[j][1]
-        out.append((total, outer, len(h) + (moments[j][2] if moments is not None else 0)))
-    return out
+def ledoit_wolf_shrinkage_batched(xc: torch.Tensor) -> torch.Tensor:
+    """scikit-learn's ``ledoit_wolf_shrinkage(x, assume_centered=True)`` for a batch of centred data sets
+    ``xc`` (L, N, C) at once -> (L,) shrinkage coefficients in [0, 1]."""
+    n, p = xc.shape[1], xc.shape[2]
+    x2 = xc.pow(2)
+    trace = x2.sum(1) / n  # (L, C) diagonal of the empirical covariance
+    mu = trace.sum(1) / p  # (L,)
+    beta_ = (x2.transpose(1, 2) @ x2).sum((1, 2))
+    delta_ = (xc.transpose(1, 2) @ xc).pow(2).sum((1, 2)) / n**2
+    beta = (beta_ / n - delta_) / (p * n)
+    delta = (delta_ - 2 * mu * trace.sum(1) + p * mu**2) / p
+    beta = torch.minimum(beta, delta)
+    return torch.where(delta > 0, beta / delta.clamp_min(1e-300), torch.zeros_like(delta)).clamp(0, 1)
 
 
-def _location_gaussian(total: torch.Tensor, outer: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean (C, h, w), precision (C, C)) from the sums: a mean per location and one covariance of the activations
-    around their location's mean, shrunk by 1 % of its average variance toward the identity (PaDiM's
-    regulariser, relative to the layer's scale) so that it inverts with few images."""
-    mean = total / n  # (C, h, w)
-    c = mean.shape[0]
-    locs = mean.reshape(c, -1)  # (C, L)
-    cov = outer / (n * locs.shape[1]) - (locs @ locs.T) / locs.shape[1]  # E[x x^T] - mean over L of mu mu^T
-    cov = cov + 0.01 * float(torch.diagonal(cov).mean().clamp_min(1e-12)) * torch.eye(c, dtype=cov.dtype)
+def fit_location_gaussian(acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean (C, h, w), precision (h*w, C, C)) of one D layer's normal activations ``acts`` (N, C, h, w): a
+    Gaussian per location (PaDiM's model on the critic's features), each covariance shrunk toward the identity
+    by its own Ledoit-Wolf coefficient (set by the data, no knob), inverted in float64. On bottle this gave pixel
+    ROC-AUC 93.2 / AUPRO 75.9 against 91.2 / 69.5 for one covariance shared by all locations (docs/tuning.md)."""
+    x = acts.detach().to("cpu", torch.float64)
+    n, c, h, w = x.shape
+    mean = x.mean(0)  # (C, h, w)
+    xc = (x - mean).permute(2, 3, 0, 1).reshape(h * w, n, c)  # (L, N, C)
+    cov = xc.transpose(1, 2) @ xc / n  # (L, C, C) biased, as scikit-learn's
+    shrink = ledoit_wolf_shrinkage_batched(xc) if n >= 2 else torch.ones(h * w, dtype=x.dtype)
+    mu = torch.diagonal(cov, dim1=1, dim2=2).mean(1)  # (L,)
+    eye = torch.eye(c, dtype=x.dtype)
+    cov = (1 - shrink)[:, None, None] * cov + (shrink * mu)[:, None, None] * eye
+    cov = cov + 1e-12 * eye  # a location without any variance stays invertible
     factor, info = torch.linalg.cholesky_ex(cov)
-    precision = torch.cholesky_inverse(factor) if int(info) == 0 else torch.linalg.pinv(cov, hermitian=True)
+    precision = torch.cholesky_inverse(factor)
+    bad = info != 0
+    if bad.any():
+        precision[bad] = torch.linalg.pinv(cov[bad], hermitian=True)
     return mean.float(), precision.float()
 
 
