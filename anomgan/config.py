@@ -104,9 +104,9 @@ class ScoreConfig:
     # score reads the map through the map_max component (score.weights.map_max)
     map_weights: dict = field(default_factory=dict)
     map_topk: float = 0.01  # map_max: mean of this share of the map's highest pixels
-    # D layers whose per-location statistics make layer_maha_map, counted from the input (0, 1, ...) or from the
-    # deepest (-1 = the 4x4 layer); the second deepest localises and separates best on bottle (docs/tuning.md)
-    map_layers: list = field(default_factory=lambda: [-2])
+    # D layers whose per-location Gaussians make layer_maha_map, counted from the input (0, 1, ...) or from the
+    # deepest (-1 = the 4x4 layer); the second layer was best on synthetic defects of normal images (docs/tuning.md)
+    map_layers: list = field(default_factory=lambda: [1])
     bank_size: int = 4096  # normal-training samples whose D features the run keeps for the bank components (0 = none)
     threshold_quantile: float = 0.95  # threshold = this quantile of normal-validation anomaly scores
     batch_size: int = 256  # scoring batch size (memory bound)

@@ -83,7 +83,7 @@ class ScorerSpec:
     maps: list = field(default_factory=list)  # map components (images), in registry order
     map_weights: dict = field(default_factory=dict)  # map component -> weight in anomaly_map
     map_topk: float = 0.01  # map_max: mean of this share of the map's highest pixels
-    map_layers: list = field(default_factory=lambda: [-2])  # D layers of layer_maha_map (negative: from the deepest)
+    map_layers: list = field(default_factory=lambda: [1])  # D layers of layer_maha_map (negative: from the deepest)
 
     def to_dict(self) -> dict:
         return asdict(self)
