@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted, check_random_state, valida
 from anomgan.config import Config, build_config, config_from_dict, with_values
 from anomgan.data.preprocess import Preprocessor
 from anomgan.errors import ConfigError, DataError
-from anomgan.model import Scorer, ScorerSpec
+from anomgan.model import Scorer
 from anomgan.progress import ProgressBar
 
 
@@ -184,15 +184,14 @@ class AnoGAN(OutlierMixin, BaseEstimator):
         state = dict(super().__getstate__())  # object.__getstate__ hands back __dict__ itself
         scorer = state.pop("scorer_", None)
         if scorer is not None:  # modules with spectral norm pickle only through their state_dict
-            state["_scorer_state"] = {"spec": scorer.spec.to_dict(), "device": str(scorer.device),
-                                      "state": {k: v.detach().cpu() for k, v in scorer.state_dict().items()}}
+            state["_scorer_state"] = {**scorer.saved(), "device": str(scorer.device)}
         return state
 
     def __setstate__(self, state):
         saved = state.pop("_scorer_state", None)
         super().__setstate__(state)
         if saved is not None:
-            self.scorer_ = Scorer.from_state(ScorerSpec(**saved["spec"]), saved["state"]).to(saved["device"])
+            self.scorer_ = Scorer.from_saved(saved).to(saved["device"])
 
     # ------------------------------------------------------------------ scoring (the project's direction)
     def iter_scores(self, batches: Iterable[np.ndarray], method: Optional[str] = None, steps: Optional[int] = None,

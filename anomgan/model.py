@@ -193,6 +193,16 @@ class Scorer(nn.Module):
         scorer.load_state_dict(state, strict=True)
         return scorer.eval().requires_grad_(False)
 
+    def saved(self) -> dict:
+        """The scorer as plain data: ``{"spec": ScorerSpec as a dict, "state": state_dict on the CPU}``; what runs
+        store and pickles carry (spectral-norm modules pickle only through their state_dict)."""
+        return {"spec": self.spec.to_dict(), "state": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> "Scorer":
+        """The scorer of ``saved()``."""
+        return cls.from_state(ScorerSpec(**saved["spec"]), saved["state"])
+
     @property
     def device(self) -> torch.device:
         return self.weights.device
@@ -320,15 +330,6 @@ class Scorer(nn.Module):
 
     def calibration(self, inversion: Inversion) -> Optional[Calibration]:
         return self.calibrations[inversion.key] if inversion.key in self.calibrations else None
-
-    def set_weights(self, weights: dict) -> None:
-        """New component weights (active components only); every stored threshold follows."""
-        self.spec.weights = {c: float(weights.get(c, 0.0)) for c in self.components}
-        self.weights = torch.tensor([self.spec.weights[c] for c in self.components], dtype=torch.float64,
-                                    device=self.device)
-        for cal in self.calibrations.values():
-            vals = {c: cal.values[:, i] for i, c in enumerate(self.components)}
-            cal.threshold = torch.quantile(self.combine(vals, cal), self.spec.threshold_quantile)
 
     # ------------------------------------------------------------------ scoring
     def score(self, x: torch.Tensor, inversion: Optional[Inversion] = None,

@@ -24,7 +24,7 @@ import torch
 from anomgan.config import Config, config_from_dict, save_config
 from anomgan.errors import RunError
 from anomgan.io import atomic_path, atomic_write, atomic_write_text
-from anomgan.model import Scorer, ScorerSpec
+from anomgan.model import Scorer
 
 FORMAT = "anomgan-run"
 VERSION = 2
@@ -65,7 +65,7 @@ class RunFile:
                            f"{self.training.get('epoch')}); resume the training of this run first",
                            cli=f"resume it with 'anomgan train --resume --out {self.path.parent}'")
         try:
-            scorer = Scorer.from_state(ScorerSpec(**self.scorer["spec"]), self.scorer["state"])
+            scorer = Scorer.from_saved(self.scorer)
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
             raise RunError(f"{self.path}: the scorer does not match its architecture "
                            f"({str(exc).splitlines()[0][:160]})") from None
@@ -85,8 +85,7 @@ def save_run(run_dir: str | Path, config: Config, phase: str, training: dict, sc
     training = dict(training)
     scorer_part = None
     if scorer is not None:
-        scorer_part = {"spec": scorer.spec.to_dict(),
-                       "state": {k: v.detach().cpu() for k, v in scorer.state_dict().items()}}
+        scorer_part = scorer.saved()
         for name in NETWORKS:  # held by the scorer already
             training.pop(name, None)
     meta = dict(meta or {})
@@ -111,7 +110,7 @@ def update_scorer(run: RunFile, scorer: Scorer) -> None:
     """Store a changed scorer (e.g. a new calibration) back into its run, keeping everything else."""
     training = run.training_state()  # the networks come from the stored scorer: read them before replacing it
     save_run(run.path.parent, run.resolved_config(), run.phase, training, scorer, run.meta)
-    run.scorer = {"spec": scorer.spec.to_dict(), "state": {k: v.detach().cpu() for k, v in scorer.state_dict().items()}}
+    run.scorer = scorer.saved()
 
 
 def load_run(run_dir: str | Path) -> RunFile:
