@@ -98,6 +98,14 @@ class Gaussian(nn.Module):
         self.register_buffer("precision", precision)
 
 
+def location_scale(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column means and standard deviations of ``values`` (N, K) in float64; a column without spread keeps the
+    scale 1, so its z-score is a plain difference instead of a division by zero."""
+    v = values.double()
+    std = v.std(0, unbiased=False)
+    return v.mean(0), torch.where(std > 1e-12, std, torch.ones_like(std))
+
+
 class Calibration(nn.Module):
     """One inversion setting's component values on the normal-validation samples, and what follows from them:
     per-component location/scale (float64) and the threshold on ``anomaly_score``."""
@@ -105,11 +113,10 @@ class Calibration(nn.Module):
     def __init__(self, values: torch.Tensor, map_loc: Optional[torch.Tensor] = None,
                  map_scale: Optional[torch.Tensor] = None):
         super().__init__()
-        v = values.double()  # (N_val, K), components in the scorer's order
-        std = v.std(0, unbiased=False)
+        loc, scale = location_scale(values)  # values: (N_val, K), components in the scorer's order
         self.register_buffer("values", values.float())
-        self.register_buffer("loc", v.mean(0))
-        self.register_buffer("scale", torch.where(std > 1e-12, std, torch.ones_like(std)))
+        self.register_buffer("loc", loc)
+        self.register_buffer("scale", scale)
         self.register_buffer("threshold", torch.zeros((), dtype=torch.float64))
         self.register_buffer("map_loc", map_loc)  # (M,) per map component: pixel mean / std on normal-validation
         self.register_buffer("map_scale", map_scale)
@@ -262,26 +269,35 @@ class Scorer(nn.Module):
         components and a ``calibration`` that holds their pixel statistics, also ``anomaly_map`` (B, S, S)."""
         p = self.scoring_pass(x, inversion)
         with torch.no_grad():
-            if self.maps and calibration is not None and calibration.map_loc is not None:
-                p.anomaly_map = self.anomaly_map(self.map_values(p), calibration)
-            out = {c: COMPONENTS[c].compute(p, self) for c in self.components
-                   if ANOMALY_MAP not in COMPONENTS[c].needs or p.anomaly_map is not None}
-            if p.anomaly_map is not None:
-                out["anomaly_map"] = p.anomaly_map
+            maps = self.map_values(p) if self.maps else None
+            stats = (None, None) if calibration is None else (calibration.map_loc, calibration.map_scale)
+            out = self._values_of(p, maps, *stats)
         if keep_reconstructions:
             out["x_hat"] = p.x_hat if p.x_hat is not None else self.reconstruct(x)
+        return out
+
+    def _values_of(self, p: Pass, maps: Optional[dict], map_loc: Optional[torch.Tensor],
+                   map_scale: Optional[torch.Tensor]) -> dict:
+        """The components of a scoring pass; given the maps and their pixel statistics, also the anomaly map and
+        the components that read it."""
+        if maps is not None and map_loc is not None:
+            p.anomaly_map = self.anomaly_map(maps, map_loc, map_scale)
+        out = {c: COMPONENTS[c].compute(p, self) for c in self.components
+               if ANOMALY_MAP not in COMPONENTS[c].needs or p.anomaly_map is not None}
+        if p.anomaly_map is not None:
+            out["anomaly_map"] = p.anomaly_map
         return out
 
     def map_values(self, p: Pass) -> dict:
         """Every map component of a scoring pass -> {name: (B, S, S)} at the model's resolution."""
         return {m: MAPS[m].compute(p, self).float() for m in self.maps}
 
-    def anomaly_map(self, maps: dict, calibration: "Calibration") -> torch.Tensor:
-        """(B, S, S): the weighted mean of the map components' z-scores on normal-validation pixel statistics,
-        smoothed by a Gaussian of sigma 4 px per 256 px (as anomalib's anomaly-map generator). Higher = more
-        anomalous."""
+    def anomaly_map(self, maps: dict, map_loc: torch.Tensor, map_scale: torch.Tensor) -> torch.Tensor:
+        """(B, S, S): the weighted mean of the map components' z-scores on normal-validation pixel statistics
+        (``map_loc``, ``map_scale``: (M,)), smoothed by a Gaussian of sigma 4 px per 256 px (as anomalib's
+        anomaly-map generator). Higher = more anomalous."""
         w = self.map_weights.float()
-        z = sum(w[i] * (maps[m] - calibration.map_loc[i].float()) / calibration.map_scale[i].float()
+        z = sum(w[i] * (maps[m] - map_loc[i].float()) / map_scale[i].float()
                 for i, m in enumerate(self.maps)) / w.sum()
         return gaussian_blur(z, sigma=max(0.5, 4.0 * z.shape[-1] / 256))
 
@@ -310,19 +326,21 @@ class Scorer(nn.Module):
         """Score the stored normal-validation samples with ``inversion`` and keep the result as its calibration."""
         if self.calibration_x is None:
             raise ValueError("the scorer holds no normal-validation samples to calibrate on")
-        batches = [self.calibration_x[i:i + batch_size] for i in range(0, len(self.calibration_x), batch_size)]
-        map_stats = None
-        if self.maps:  # first the maps' pixel statistics, which the anomaly map (and map_max) stand on
-            raw = [self.map_values(self.scoring_pass(b, inversion)) for b in batches]
-            pixels = {m: torch.cat([r[m].flatten().double() for r in raw]) for m in self.maps}
-            std = torch.stack([pixels[m].std(unbiased=False) for m in self.maps])
-            map_stats = Calibration(torch.zeros(1, len(self.components)), torch.stack(
-                [pixels[m].mean() for m in self.maps]), torch.where(std > 1e-12, std, torch.ones_like(std)))
-            map_stats = map_stats.to(self.device)
-        parts = [self.component_values(b, inversion, calibration=map_stats) for b in batches]
+        passes = []  # one scoring pass per batch (the inversion is the expensive part), with its raw maps
+        for i in range(0, len(self.calibration_x), batch_size):
+            p = self.scoring_pass(self.calibration_x[i:i + batch_size], inversion)
+            with torch.no_grad():
+                maps = self.map_values(p) if self.maps else None
+            p.layer_maps = None  # what the maps needed of them is in ``maps`` now
+            passes.append((p, maps))
+        map_loc = map_scale = None
+        if self.maps:  # the maps' pixel statistics, which the anomaly map (and map_max) stand on
+            pixels = torch.stack([torch.cat([maps[m].flatten() for _, maps in passes]) for m in self.maps], 1)
+            map_loc, map_scale = location_scale(pixels)
+        with torch.no_grad():
+            parts = [self._values_of(p, maps, map_loc, map_scale) for p, maps in passes]
         values = {c: torch.cat([p[c] for p in parts]) for c in self.components}
-        cal = Calibration(self._values_table(values), *(() if map_stats is None else
-                                                        (map_stats.map_loc, map_stats.map_scale))).to(self.device)
+        cal = Calibration(self._values_table(values), map_loc, map_scale).to(self.device)
         val_scores = self.combine(values, cal)
         cal.threshold = torch.quantile(val_scores, self.spec.threshold_quantile).to(torch.float64)
         self.calibrations[inversion.key] = cal
