@@ -118,15 +118,23 @@ def fit_detector(cfg: Config, x_train: np.ndarray, x_val: np.ndarray, feature_na
     trainer.run()
     scorer = None
     if dist_info()[0] == 0:
-        scorer = Scorer(scorer_spec(cfg, pre, model_args, extra_components))
-        scorer.generator.load_state_dict(trainer.generator_ema.state_dict())
-        scorer.discriminator.load_state_dict(trainer.discriminator.state_dict())
-        scorer.encoder.load_state_dict(trainer.encoder.state_dict())
-        scorer = scorer.to(device)
-        s = cfg.score
-        fit_normal_statistics(scorer, xt, s.bank_size, cfg.train.seed, s.batch_size)
-        calibrate(scorer, xv, [scorer.default_inversion(), Inversion("encoder")], s.batch_size)
+        networks = (trainer.generator_ema, trainer.discriminator, trainer.encoder)
+        scorer = build_scorer(cfg, pre, model_args, networks, xt, xv, device, extra_components)
     return FitResult(scorer, trainer, pre, time.perf_counter() - start)
+
+
+def build_scorer(cfg: Config, pre: Preprocessor, model_args: dict, networks: tuple, x_train: torch.Tensor,
+                 x_val: torch.Tensor, device: torch.device, extra_components=()) -> Scorer:
+    """A scorer with the weights of ``networks`` (generator, discriminator, encoder) and ``cfg``'s score settings:
+    normal statistics fitted from ``x_train``, calibrated on ``x_val`` (both model space) for the config's
+    inversion and the encoder path."""
+    scorer = Scorer(scorer_spec(cfg, pre, model_args, extra_components))
+    for module, weights in zip((scorer.generator, scorer.discriminator, scorer.encoder), networks):
+        module.load_state_dict(weights.state_dict())
+    scorer = scorer.to(device)
+    s = cfg.score
+    fit_normal_statistics(scorer, x_train, s.bank_size, cfg.train.seed, s.batch_size)
+    return calibrate(scorer, x_val, [scorer.default_inversion(), Inversion("encoder")], s.batch_size)
 
 
 def rescore_with(scorer: Scorer, cfg: Config, x_train: np.ndarray, x_val: np.ndarray, extra_components=()) -> Scorer:
@@ -134,12 +142,7 @@ def rescore_with(scorer: Scorer, cfg: Config, x_train: np.ndarray, x_val: np.nda
     weights, bank, threshold): its normal statistics fitted from ``x_train``, calibrated on ``x_val`` (source
     units). The networks are not retrained: how studies compare score settings on the same trained models."""
     pre = Preprocessor.from_dict(scorer.spec.preprocess)
-    new = Scorer(scorer_spec(cfg, pre, scorer.spec.model_args, extra_components))
-    for name in ("generator", "discriminator", "encoder"):
-        getattr(new, name).load_state_dict(getattr(scorer, name).state_dict())
-    new = new.to(scorer.device)
-    s = cfg.score
-    fit_normal_statistics(new, pre.transform(pre.check(x_train, "training data")), s.bank_size, cfg.train.seed,
-                          s.batch_size)
+    xt = pre.transform(pre.check(x_train, "training data"))
     xv = pre.transform(pre.check(np.asarray(x_val, dtype=np.float32), "validation data"))[:MAX_CALIBRATION]
-    return calibrate(new, xv, [new.default_inversion(), Inversion("encoder")], s.batch_size)
+    networks = (scorer.generator, scorer.discriminator, scorer.encoder)
+    return build_scorer(cfg, pre, scorer.spec.model_args, networks, xt, xv, scorer.device, extra_components)
