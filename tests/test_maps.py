@@ -151,12 +151,17 @@ def test_map_layers_out_of_range_are_refused():
 def test_location_gaussians_shrink_as_scikit_learn_does():
     from sklearn.covariance import LedoitWolf, ledoit_wolf_shrinkage
 
-    from anomgan.training.normal_stats import fit_location_gaussian, ledoit_wolf_shrinkage_batched
+    from anomgan.training.normal_stats import (
+        VARIANCE_FLOOR,
+        fit_location_gaussian,
+        ledoit_wolf_shrinkage_batched,
+    )
 
     g = torch.Generator().manual_seed(0)
     acts = torch.randn(30, 6, 2, 3, generator=g) * torch.linspace(0.5, 3, 6).view(1, 6, 1, 1)
     acts[:, 2, 0, 1] = 1.5  # a channel without variance at one location
     mean, precision = fit_location_gaussian(acts)
+    floor = VARIANCE_FLOOR * float((acts.double() - acts.double().mean(0)).pow(2).mean())
     assert mean.shape == (6, 2, 3) and precision.shape == (6, 6, 6) and torch.isfinite(precision).all()
     for loc, (i, j) in enumerate([(i, j) for i in range(2) for j in range(3)]):
         x = acts[:, :, i, j].double().numpy()
@@ -164,5 +169,7 @@ def test_location_gaussians_shrink_as_scikit_learn_does():
         want = ledoit_wolf_shrinkage(xc, assume_centered=True)
         got = ledoit_wolf_shrinkage_batched(torch.from_numpy(xc)[None])[0]
         assert float(got) == pytest.approx(want, rel=1e-9, abs=1e-12)
-        if loc != 1:  # where every channel varies, the precision is scikit-learn's LedoitWolf's
-            np.testing.assert_allclose(precision[loc].numpy(), LedoitWolf().fit(x).precision_, rtol=1e-4, atol=1e-5)
+        # scikit-learn's LedoitWolf covariance with the variance floor on its diagonal, inverted
+        want = np.linalg.inv(LedoitWolf().fit(x).covariance_ + floor * np.eye(6))
+        np.testing.assert_allclose(precision[loc].numpy(), want, rtol=1e-4, atol=1e-5)
+    assert float(precision[1].diagonal().max()) <= 1 / floor  # the location without variance stays bounded
