@@ -144,12 +144,14 @@ def train(
 @app.command(epilog="Example: anomgan score --run runs/d0 --input new_batch.npy --out reports/scores.csv")
 @handle_errors
 def score(
-    run: Annotated[Path, typer.Option(help="Run directory from 'anomgan train'.")],
-    input: Annotated[str, typer.Option(help="Samples: .npy/.npz/.csv/image/image folder or a named source.")],
+    run: Annotated[Path, typer.Option(help="Run directory from 'anomgan train', or an .onnx from 'anomgan export'.")],
+    input: Annotated[str, typer.Option(
+        help="Samples: .npy/.npz/.csv/.parquet/image/image folder or a named source.")],
     method: Method = None,
     steps: Annotated[Optional[int], typer.Option(
         help="Inversion steps (iterative) or refinement steps (hybrid).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="CSV of per-sample scores (default reports/scores.csv).")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Per-sample scores, .csv or .parquet (default reports/scores.csv).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Samples per batch (bounds memory).")] = None,
     num_workers: Annotated[Optional[int], typer.Option(help="DataLoader workers for image folders.")] = None,
     save_reconstructions: Annotated[Optional[Path], typer.Option(
@@ -239,6 +241,29 @@ def benchmark(
     cols = [c for c in ("normal_classes", "roc_auc_mean", "roc_auc_std", "train_seconds_mean") if c in res.summary]
     typer.echo(res.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     typer.echo(f"cases: {res.out}\nsummary: {res.summary_out}")
+
+
+@app.command(epilog="Example: anomgan export --run runs/d0 --out d0.onnx")
+@handle_errors
+def export(
+    run: Annotated[Path, typer.Option(help="Run directory from 'anomgan train'.")],
+    out: Annotated[Path, typer.Option(help="ONNX file to write (one file, weights inside).")],
+    force: Force = False,
+):
+    """Export the encoder-path scorer, preprocessing included, as one ONNX file; checked against torch with
+    onnxruntime on the run's normal-validation samples before it is kept. Score it with 'anomgan score --run M.onnx'."""
+    from anomgan.export import OPSET, SCORE_TOLERANCE, export_run
+    from anomgan.io import require
+
+    require("onnxruntime", "export", "onnx")
+    require("onnxscript", "export", "onnx")
+    res = export_run(run, out, force)
+    typer.echo(f"exported {run} -> {res['path']} (opset {OPSET}; outputs: {', '.join(res['outputs'])})")
+    check = f"max |anomaly_score difference| {res['max_score_diff']:.2e} <= {res['score_bound']:.2e}"
+    if "max_map_diff" in res:
+        check += f", anomaly_map {res['max_map_diff']:.2e} <= {res['map_bound']:.2e}"
+    typer.echo(f"checked with onnxruntime on {res['n_checked']} normal-validation samples: {check} "
+               f"({SCORE_TOLERANCE:g} x the scores' spread)")
 
 
 @app.command(epilog="Example: anomgan generate --run runs/d0 --n 64 --out samples.png")

@@ -113,7 +113,7 @@ def _layer_maha_map(p: Pass, scorer) -> torch.Tensor:
     for h, g in zip(p.layer_maps, scorer.location_gaussians):
         d = (h.to(g.mean.dtype) - g.mean).flatten(2)  # (B, C, L) with L = h * w locations
         m = torch.einsum("bcl,lcd,bdl->bl", d, g.precision, d).clamp_min(0) / d.shape[1]
-        m = m.view(len(h), *h.shape[2:])  # (B, h, w)
+        m = m.view(h.shape[0], *h.shape[2:])  # (B, h, w); shape, not len(): a symbolic batch in export
         total = total + F.interpolate(m[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
     return total / len(p.layer_maps)
 

@@ -359,7 +359,7 @@ class Scorer(nn.Module):
             raise KeyError(inv.key)
         out = self.component_values(x, inv, keep_reconstructions, calibration=cal)
         out["anomaly_score"] = self.combine(out, cal)
-        out["threshold"] = cal.threshold.expand(len(x))
+        out["threshold"] = cal.threshold.expand(x.shape[0])  # shape, not len(): a symbolic batch in export
         return out
 
     def forward(self, x: torch.Tensor) -> dict:

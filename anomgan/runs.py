@@ -23,7 +23,7 @@ from anomgan.distributed import barrier
 from anomgan.errors import ConfigError, DataError, OutputError
 from anomgan.estimator import AnoGAN
 from anomgan.evaluation.metrics import evaluate_scores, score_columns
-from anomgan.io import atomic_path, atomic_write, atomic_write_text, check_output
+from anomgan.io import atomic_write, atomic_write_text, check_output
 from anomgan.run_format import RUN_FILE, clear_run, load_run, save_run, update_scorer, write_descriptors
 from anomgan.training.trainer import Trainer, dist_info
 
@@ -175,29 +175,76 @@ class TopK:
         return sorted(self.heap, key=lambda t: -t[0])
 
 
+@dataclass
+class ScoringSetup:
+    """What scoring an input needs of a run, whichever engine scores it: a torch run directory (``AnoGAN``) or an
+    exported ``.onnx`` file (``OnnxDetector``, encoder path only)."""
+
+    detector: object  # AnoGAN | OnnxDetector: iter_scores(batches, ..., batch_size=) -> dicts of (B,) arrays
+    preprocessor: object  # Preprocessor: how inputs are read and checked
+    has_maps: bool
+    batch_size: int
+    num_workers: int
+    label_column: str
+    data_root: str
+    download: bool
+    backend: str  # torch | onnx
+
+
+def scoring_setup(run: Path, device: str = "auto", verbose: bool = False, method: Optional[str] = None,
+                  steps: Optional[int] = None) -> ScoringSetup:
+    """The detector behind ``run``: a run directory, or an ``.onnx`` file written by ``anomgan export``."""
+    from anomgan.export import OnnxDetector, is_onnx
+
+    if is_onnx(run):
+        if (method or "encoder") != "encoder" or steps is not None:
+            raise ConfigError("an exported ONNX model scores by the encoder path only",
+                              cli="--method / --steps: an exported ONNX model scores by the encoder path only")
+        det = OnnxDetector(run)
+        return ScoringSetup(det, det.preprocessor_, det.has_maps, det.batch_size, det.num_workers,
+                            det.label_column, "./data", False, "onnx")
+    det = AnoGAN.load(run, device=device, verbose=verbose)
+    cfg = det.config_
+    return ScoringSetup(det, det.preprocessor_, bool(det.scorer_.maps), cfg.score.batch_size, cfg.score.num_workers,
+                        cfg.data.label_column, cfg.data.root, cfg.data.download, "torch")
+
+
+def score_frame(chunk, res: dict):
+    """The per-sample score table of one scored chunk: id, components, anomaly_score, threshold, is_anomaly
+    (+ label when the input carries one); the one layout of every scoring path's output."""
+    frame = pd.DataFrame({"id": chunk.ids, **{c: res[c] for c in score_columns(res)},
+                          "threshold": res["threshold"], "is_anomaly": res["is_anomaly"]})
+    if chunk.labels is not None:
+        frame["label"] = chunk.labels
+    return frame
+
+
 def score_input(run: Path, input_path: str, out: Path, method: Optional[str] = None, steps: Optional[int] = None,
                 batch_size: Optional[int] = None, num_workers: Optional[int] = None,
                 save_reconstructions: Optional[Path] = None, top_k: int = 16, force: bool = False,
                 device: str = "auto", verbose: bool = False, save_maps: Optional[Path] = None,
                 overlays: Optional[Path] = None) -> ScoreResult:
-    """Stream ``input_path`` through the run's detector into a CSV written to a temp name and renamed at the end.
-    Runs with anomaly maps: ``save_maps`` gets one float32 ``.npy`` per image at its original size, ``overlays``
-    one PNG of image | heat map | overlay, both named by the image's id."""
+    """Stream ``input_path`` through the run's detector (a run directory, or an exported ``.onnx`` file) into one
+    CSV or Parquet table (by ``out``'s suffix) written to a temp name and renamed at the end. Runs with anomaly
+    maps: ``save_maps`` gets one float32 ``.npy`` per image at its original size, ``overlays`` one PNG of
+    image | heat map | overlay, both named by the image's id."""
+    from anomgan.io import check_score_table, score_table_writer
+
     out = check_output(out, force, "output file")
-    det = AnoGAN.load(run, device=device, verbose=verbose)
-    if (save_maps is not None or overlays is not None) and not det.scorer_.maps:
+    check_score_table(out)
+    setup = scoring_setup(run, device, verbose, method, steps)
+    det, pre = setup.detector, setup.preprocessor
+    if (save_maps is not None or overlays is not None) and not setup.has_maps:
         raise OutputError("this run makes no anomaly maps (score.map_weights is empty)",
                           cli="--save-maps / --overlays: this run makes no anomaly maps (score.map_weights is empty)")
-    cfg = det.config_
-    bs = batch_size or cfg.score.batch_size
+    bs = batch_size or setup.batch_size
     if bs < 1:
         raise ConfigError(f"batch_size must be >= 1, got {bs}", cli=f"--batch-size must be >= 1, got {bs}")
-    if save_reconstructions is not None and det.preprocessor_.kind != "image":
-        raise OutputError("reconstructions are pictures of image runs only",
-                          cli="--save-reconstructions applies to image runs only")
-    workers = cfg.score.num_workers if num_workers is None else num_workers
-    chunks = iter_input(input_path, det.preprocessor_, bs, workers, cfg.data.label_column, cfg.data.root,
-                        cfg.data.download)
+    if save_reconstructions is not None and (pre.kind != "image" or setup.backend != "torch"):
+        raise OutputError("reconstructions are pictures of image runs scored from their run directory",
+                          cli="--save-reconstructions applies to image runs scored from their run directory")
+    workers = setup.num_workers if num_workers is None else num_workers
+    chunks = iter_input(input_path, pre, bs, workers, setup.label_column, setup.data_root, setup.download)
     top = TopK(top_k) if save_reconstructions is not None else None
     n = flagged = 0
     threshold = float("nan")
@@ -209,16 +256,16 @@ def score_input(run: Path, input_path: str, out: Path, method: Optional[str] = N
             yield chunk.x
 
     start = time.perf_counter()
-    with atomic_path(out) as tmp, open(tmp, "w", newline="") as fh:
+    if setup.backend == "onnx":
+        results = det.iter_scores(raw_batches(), batch_size=bs)
+    else:
         results = det.iter_scores(raw_batches(), method, steps, total=count_input(input_path),
                                   keep_reconstructions=top is not None, batch_size=bs)
+    with score_table_writer(out) as write:
         for res in results:
             chunk = pending.pop(0)
-            frame = pd.DataFrame({"id": chunk.ids, **{c: res[c] for c in score_columns(res)},
-                                  "threshold": res["threshold"], "is_anomaly": res["is_anomaly"]})
-            if chunk.labels is not None:
-                frame["label"] = chunk.labels
-            frame.to_csv(fh, header=n == 0, index=False)
+            frame = score_frame(chunk, res)
+            write(frame)
             n += len(frame)
             flagged += int(res["is_anomaly"].sum())
             threshold = float(res["threshold"][0])
@@ -227,7 +274,8 @@ def score_input(run: Path, input_path: str, out: Path, method: Optional[str] = N
             if save_maps is not None or overlays is not None:
                 _write_map_outputs(res["anomaly_map"], chunk, save_maps, overlays)
     seconds = time.perf_counter() - start
-    _keep_new_calibrations(det, run)
+    if setup.backend == "torch":
+        _keep_new_calibrations(det, run)
     written = []
     if top is not None and top.heap:
         from anomgan.evaluation.plots import reconstruction_grid
@@ -236,7 +284,7 @@ def score_input(run: Path, input_path: str, out: Path, method: Optional[str] = N
         items = top.items()
         path = save_reconstructions / "top_anomalies.png"
         reconstruction_grid(torch.stack([t[3] for t in items]), torch.stack([t[4] for t in items]), path,
-                            det.preprocessor_.to_unit)
+                            pre.to_unit)
         atomic_write_text(save_reconstructions / "top_anomalies.csv",
                           pd.DataFrame({"rank": range(1, len(items) + 1), "id": [t[2] for t in items],
                                         "anomaly_score": [t[0] for t in items]}).to_csv(index=False))

@@ -96,6 +96,8 @@ def iter_input(path: str, pre: Preprocessor, batch_size: int, num_workers: int =
     suffix = p.suffix.lower()
     if suffix in (".csv", ".tsv", ".txt"):
         yield from _iter_csv(p, pre, batch_size, label_column)
+    elif suffix == ".parquet":
+        yield from _iter_parquet(p, pre, batch_size, label_column)
     elif suffix == ".npy":
         try:
             arr = np.load(p, mmap_mode="r", allow_pickle=False)  # memory-mapped: read chunk by chunk
@@ -118,7 +120,8 @@ def iter_input(path: str, pre: Preprocessor, batch_size: int, num_workers: int =
         _check_rank(ds.x, pre, p)
         yield from _chunks_of(ds.ids, ds.x, ds.y, batch_size)
     else:
-        raise DataError(f"{p}: unsupported input type '{suffix}' (use .npy, .npz, .csv, an image or an image folder)")
+        raise DataError(f"{p}: unsupported input type '{suffix}' "
+                        f"(use .npy, .npz, .csv, .parquet, an image or an image folder)")
 
 
 def _check_rank(arr: np.ndarray, pre: Preprocessor, where: Path) -> None:
@@ -153,6 +156,30 @@ def _iter_csv(p: Path, pre: Preprocessor, batch_size: int, label_column: str) ->
         raise DataError(f"{p}: cannot parse CSV ({str(exc).splitlines()[0]})") from None
     if n == 0:
         raise DataError(f"{p}: CSV has a header but zero rows")
+
+
+def _iter_parquet(p: Path, pre: Preprocessor, batch_size: int, label_column: str) -> Iterator[Chunk]:
+    """A Parquet table in row batches; columns as in CSV (the training features by name, an optional label)."""
+    from anomgan.io import require
+
+    require("pyarrow", "Parquet input", "parquet")
+    import pyarrow.parquet as pq
+
+    if pre.kind != "tabular":
+        raise DataError(f"{p}: the run was trained on images, a Parquet table cannot be scored with it")
+    try:
+        reader = pq.ParquetFile(p)
+    except Exception as exc:  # noqa: BLE001 - pyarrow's error types: one line
+        raise DataError(f"{p}: cannot read as Parquet ({str(exc).splitlines()[0][:120]})") from None
+    n = 0
+    for batch in reader.iter_batches(batch_size=batch_size):
+        frame = batch.to_pandas()
+        frame.index = range(n, n + len(frame))  # row ids count from the file's first row, as for CSV
+        x, y, _ = read_csv_table(frame, str(p), label_column, pre.feature_names)
+        yield Chunk(ids=frame.index.to_numpy().astype(str), x=x, labels=None if y is None else y.astype(str))
+        n += len(frame)
+    if n == 0:
+        raise DataError(f"{p}: Parquet file has zero rows")
 
 
 def _iter_folder(p: Path, pre: Preprocessor, batch_size: int, num_workers: int) -> Iterator[Chunk]:

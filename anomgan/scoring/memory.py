@@ -31,7 +31,9 @@ def knn_distance(features: torch.Tensor, bank: torch.Tensor, k: int) -> torch.Te
     best_d = best_i = None
     for start in range(0, len(bank), BANK_CHUNK):
         chunk = bank[start:start + BANK_CHUNK]
-        d = torch.cdist(f, chunk)  # (B, chunk), fast and approximate: only ranks candidates
+        # (B, chunk), fast and approximate: only ranks candidates. The matmul path always (cdist's default picks
+        # it from 25 rows on, a branch on the batch size that would pin an exported graph's batch dimension)
+        d = torch.cdist(f, chunk, compute_mode="use_mm_for_euclid_dist")
         idx = torch.arange(start, start + len(chunk), device=f.device).expand_as(d)
         if best_d is not None:
             d, idx = torch.cat([best_d, d], 1), torch.cat([best_i, idx], 1)
