@@ -149,12 +149,14 @@ def check_export(path: Path, scorer: Scorer, raw: torch.Tensor, names: list) -> 
     return result
 
 
-def _session(path: Path):
+def _session(model):
+    """An onnxruntime CPU session of a file path or the model's bytes."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
 
 
 def is_onnx(path) -> bool:
@@ -166,17 +168,18 @@ class OnnxDetector:
     """Scores raw batches with an exported file through onnxruntime: the same dicts as ``AnoGAN.iter_scores``
     (encoder path only)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Optional[Path] = None, model_bytes: Optional[bytes] = None):
         import onnx
 
-        path = Path(path)
+        where = str(path) if path is not None else "model bytes"
         try:
-            props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+            data = Path(path).read_bytes() if model_bytes is None else model_bytes
+            props = {p.key: p.value for p in onnx.load_from_string(data).metadata_props}
             self.meta = json.loads(props[METADATA_KEY])
         except Exception as exc:  # noqa: BLE001 - any unreadable file is one error
-            raise RunError(f"{path}: not an ONNX file exported by anomgan ({str(exc).splitlines()[0][:80]})") from None
+            raise RunError(f"{where}: not an ONNX file exported by anomgan ({str(exc).splitlines()[0][:80]})") from None
         self.path = path
-        self.session = _session(path)
+        self.session = _session(data)
         self.names = self.meta["outputs"]
         self.threshold_ = float(self.meta["threshold"])
         self.preprocessor_ = Preprocessor.from_dict(self.meta["preprocess"])

@@ -55,6 +55,15 @@ class _ImageFiles(torch.utils.data.Dataset):
         return image, "", hw
 
 
+def read_image_files(files: list[Path], pre: Preprocessor) -> tuple[np.ndarray, np.ndarray]:
+    """Images as a run reads them (resized to its size when it allows) -> (x (B, C, H, W), original sizes (B, 2))."""
+    size = tuple(pre.in_shape[1:]) if pre.allow_resize else None
+    x, error, sizes = _collate([_ImageFiles(files, pre.in_shape[0], size)[i] for i in range(len(files))])
+    if error:
+        raise DataError(error)
+    return x, sizes
+
+
 def _collate(items):
     errors = [e for _, e, _ in items if e]
     if errors:
