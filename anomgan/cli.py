@@ -161,16 +161,35 @@ def score(
         help="Folder for one float32 .npy anomaly map per image, at its original size (runs with maps).")] = None,
     overlays: Annotated[Optional[Path], typer.Option(
         help="Folder for one PNG per image: image | heat map | overlay (runs with maps).")] = None,
+    engine: Annotated[str, typer.Option(help="local | ray (Ray Data and a pool of actors; encoder path).")] = "local",
+    address: Annotated[Optional[str], typer.Option(
+        help="--engine ray: HOST:PORT of a running Ray cluster (default: start a local one).")] = None,
+    workers: Annotated[int, typer.Option(help="--engine ray: scoring actors.")] = 1,
     device: Device = "auto",
     force: Force = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ):
-    """Score new samples: one CSV row per sample (higher anomaly_score = more anomalous)."""
+    """Score new samples: one CSV or Parquet row per sample (higher anomaly_score = more anomalous)."""
     from anomgan.runs import score_input
 
     out = out or _default_report("scores.csv")
-    res = score_input(run, input, out, method, steps, batch_size, num_workers, save_reconstructions, top_k, force,
-                      device, verbose=not quiet, save_maps=save_maps, overlays=overlays)
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter(f"--engine must be local or ray, got {engine!r}")
+    if engine == "ray":
+        from anomgan.errors import ConfigError
+        from anomgan.ray_engine import score_with_ray
+
+        extra = [flag for flag, v in (("--save-maps", save_maps), ("--overlays", overlays),
+                                      ("--save-reconstructions", save_reconstructions), ("--steps", steps)) if v]
+        if extra or (method or "encoder") != "encoder":
+            raise ConfigError(f"--engine ray scores by the encoder path into one table; "
+                              f"{', '.join(extra) or '--method ' + str(method)} needs --engine local")
+        res = score_with_ray(run, input, out, address, workers, batch_size, force, verbose=not quiet)
+    elif address is not None:
+        raise typer.BadParameter("--address applies to --engine ray")
+    else:
+        res = score_input(run, input, out, method, steps, batch_size, num_workers, save_reconstructions, top_k,
+                          force, device, verbose=not quiet, save_maps=save_maps, overlays=overlays)
     typer.echo(f"scored {res.n} samples in {res.seconds:.1f}s: {res.n_flagged} above the threshold "
                f"{res.threshold:.3f} -> {res.out}")
     for path in res.reconstructions:
@@ -187,19 +206,52 @@ def evaluate(
     data_root: Annotated[Optional[str], typer.Option(help="Override the run's data root.")] = None,
     save_maps: Annotated[Optional[Path], typer.Option(
         help="Folder for one float32 .npy anomaly map per test image, at its original size (runs with maps).")] = None,
+    html: Annotated[Optional[Path], typer.Option(help="Also write the evaluation as one HTML page.")] = None,
     device: Device = "auto",
     force: Force = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ):
     """ROC-AUC / average precision on the held-out test split, per component and per anomalous class (and pixel
     ROC-AUC / AUPRO for runs with anomaly maps on data with masks)."""
+    from anomgan.io import check_output
     from anomgan.runs import evaluate_run
 
     out = out or _default_report(f"{run.resolve().name}-{method or 'default'}.csv")
+    if html is not None:
+        check_output(html, force, "HTML report")
     ev = evaluate_run(run, out, method, steps, data_root, force, device=device, verbose=not quiet,
                       save_maps=save_maps)
     _print_report(ev.report)
     typer.echo(f"report: {ev.out} (+ scores, ROC, histogram and reconstruction PNGs beside it)")
+    if html is not None:
+        from anomgan.report import render_evaluation
+
+        typer.echo(f"html: {render_evaluation(ev, run, html, method)}")
+
+
+@app.command(epilog="Example: anomgan report --run runs/d0 --out reports/d0.html")
+@handle_errors
+def report(
+    run: Annotated[Path, typer.Option(help="Run directory from 'anomgan train'.")],
+    out: Annotated[Path, typer.Option(help="HTML file: one self-contained page, every picture embedded.")],
+    method: Method = None,
+    data_root: Annotated[Optional[str], typer.Option(help="Override the run's data root.")] = None,
+    device: Device = "auto",
+    force: Force = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+):
+    """Evaluate the run on its held-out test split and write one HTML page a person opens in a browser: summary,
+    threshold, ROC / PR curves per class, histogram, tables, training curves, top anomalies and misses (with heat
+    maps and masks for real-image runs), samples from G, config and metadata."""
+    from anomgan.io import check_output
+    from anomgan.report import render_evaluation
+    from anomgan.runs import evaluate_run
+
+    check_output(out, force, "HTML report")
+    ev = evaluate_run(run, None, method, None, data_root, force, device=device, verbose=not quiet)
+    headline = ev.report[(ev.report.anomalous_class == "all") & (ev.report.component == "anomaly_score")].iloc[0]
+    typer.echo(f"ROC-AUC {headline.roc_auc:.4f}, AP {headline.average_precision:.4f} on {len(ev.scores)} test samples")
+    typer.echo(f"html: {render_evaluation(ev, run, out, method)}")
 
 
 @app.command(epilog="Example: anomgan benchmark --data digits --protocol one-class --classes 0-9 "
@@ -219,6 +271,8 @@ def benchmark(
     runs_dir: Annotated[Optional[Path], typer.Option(help="Where case runs live (default <out stem>.runs/).")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: section.key=value.")] \
+        = None,
+    html: Annotated[Optional[Path], typer.Option(help="Also write one HTML summary page across classes and seeds.")] \
         = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ):
@@ -241,6 +295,13 @@ def benchmark(
     cols = [c for c in ("normal_classes", "roc_auc_mean", "roc_auc_std", "train_seconds_mean") if c in res.summary]
     typer.echo(res.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     typer.echo(f"cases: {res.out}\nsummary: {res.summary_out}")
+    if html is not None:
+        import pandas as pd
+
+        from anomgan.report import render_benchmark
+
+        title = f"anomgan benchmark: {cfg.data.source}, {protocol}"
+        typer.echo(f"html: {render_benchmark(pd.read_csv(res.out), res.summary, html, title)}")
 
 
 @app.command(epilog="Example: anomgan export --run runs/d0 --out d0.onnx")

@@ -88,7 +88,7 @@ def save_run(run_dir: str | Path, config: Config, phase: str, training: dict, sc
         scorer_part = scorer.saved()
         for name in NETWORKS:  # held by the scorer already
             training.pop(name, None)
-    meta = dict(meta or {})
+    meta = {**_versions(), **(meta or {})}
     state = {"format": FORMAT, "version": VERSION, "config": config.to_dict(), "phase": phase,
              "training": training, "scorer": scorer_part, "meta": meta}
     with atomic_path(run_dir / RUN_FILE) as tmp:
@@ -97,6 +97,18 @@ def save_run(run_dir: str | Path, config: Config, phase: str, training: dict, sc
     if descriptors:
         write_descriptors(run_dir, config, phase, meta)
     return run_dir
+
+
+def _versions() -> dict:
+    """What produced a run: package versions and the time it was written (UTC)."""
+    import datetime
+    import platform
+
+    from anomgan import __version__
+
+    return {"anomgan_version": __version__, "torch_version": str(torch.__version__), "python_version":
+            platform.python_version(), "saved_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds")}
 
 
 def write_descriptors(run_dir: Path, config: Config, phase: str, meta: Optional[dict] = None) -> None:

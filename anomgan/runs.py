@@ -322,6 +322,10 @@ class EvaluationResult:
     pictures: list
     seconds: float
     threshold: float
+    detector: Optional[AnoGAN] = None  # the run's detector, as loaded
+    arrays: dict = field(default_factory=dict)  # per test sample: x, x_hat (images), anomaly_map (runs with maps)
+    masks: Optional[list] = None  # ground-truth masks of the test samples (inspection layouts)
+    dataset: Optional[str] = None
 
 
 def score_test_split(det: AnoGAN, ds: Dataset, splits: Splits, method: Optional[str] = None,
@@ -387,7 +391,9 @@ def evaluate_run(run: Path, out: Optional[Path] = None, method: Optional[str] = 
             if "anomaly_map" in res:
                 masks = list(ds.masks[splits.test]) if ds.masks is not None else None
                 written += write_map_pictures(frame, res, masks, stem)
-    return EvaluationResult(report, frame, out, written, seconds, threshold)
+    arrays = {k: res[k] for k in ("x", "x_hat", "anomaly_map") if k in res}
+    masks = list(ds.masks[splits.test]) if ds.masks is not None else None
+    return EvaluationResult(report, frame, out, written, seconds, threshold, det, arrays, masks, ds.name)
 
 
 def write_map_pictures(frame: pd.DataFrame, res: dict, masks: Optional[list], stem: Path) -> list:

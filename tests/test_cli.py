@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from cli import app
 
 runner = CliRunner()
-COMMANDS = ("train", "score", "evaluate", "benchmark", "export", "generate", "datasets", "components")
+COMMANDS = ("train", "score", "evaluate", "report", "benchmark", "export", "generate", "datasets", "components")
 
 
 def invoke(*args):

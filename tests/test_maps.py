@@ -74,14 +74,11 @@ def test_map_settings_are_checked():
             np.random.default_rng(0).normal(size=(40, 3)))
 
 
-def test_evaluate_on_an_mvtec_layout_reports_pixel_metrics_and_writes_maps(tmp_path):
-    """A tiny MVTec-layout category of smooth noise with pasted squares: evaluate's CSV carries pixel ROC-AUC and
-    AUPRO per defect type, and --save-maps writes one map per test image at that image's original size."""
+def square_category(root):
+    """A tiny MVTec-layout category at 40 px: 40 train / 8 test good images of smooth noise, 6 with a pasted
+    square ('square' defect type) and their masks."""
     from PIL import Image
 
-    from anomgan.runs import evaluate_run, train_run
-
-    root = tmp_path / "cat"
     normal = smooth_noise(48, 40, 0)
     for i, im in enumerate(normal[:40]):
         (root / "train" / "good").mkdir(parents=True, exist_ok=True)
@@ -95,6 +92,16 @@ def test_evaluate_on_an_mvtec_layout_reports_pixel_metrics_and_writes_maps(tmp_p
             (root / folder).mkdir(parents=True, exist_ok=True)
             name = f"{i:03d}.png" if folder.startswith("test") else f"{i:03d}_mask.png"
             Image.fromarray((arr * 255).astype(np.uint8)).save(root / folder / name)
+    return root
+
+
+def test_evaluate_on_an_mvtec_layout_reports_pixel_metrics_and_writes_maps(tmp_path):
+    """A tiny MVTec-layout category of smooth noise with pasted squares: evaluate's CSV carries pixel ROC-AUC and
+    AUPRO per defect type, and --save-maps writes one map per test image at that image's original size."""
+
+    from anomgan.runs import evaluate_run, train_run
+
+    root = square_category(tmp_path / "cat")
     cfg = tiny_config(data__source=f"mvtec:{root}", data__normal_classes=None, data__image_size=32,
                       train__epochs=3, encoder__epochs=1, model__width=8, score__bank_size=256,
                       score__weights={"layer_maha": 1.0, "map_max": 1.0}, score__map_weights={"layer_maha_map": 1.0})
