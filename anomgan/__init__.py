@@ -9,6 +9,6 @@ from anomgan.errors import AnomganError, ConfigError, DataError, OutputError, Ru
 from anomgan.estimator import AnoGAN
 from anomgan.model import Inversion, Scorer
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 __all__ = ["AnoGAN", "Config", "Inversion", "Scorer", "build_config", "AnomganError", "ConfigError", "DataError",
            "OutputError", "RunError", "TrainingDiverged", "__version__"]
