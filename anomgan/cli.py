@@ -18,6 +18,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 Method = Annotated[Optional[str], typer.Option(help="Inversion: encoder | iterative | hybrid (default from the run).")]
 Force = Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")]
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda")]
+RunDir = Annotated[Path, typer.Option(help="Run directory from 'anomgan train'.")]
 
 
 def _echo_err(msg: str) -> None:
@@ -199,7 +200,7 @@ def score(
 @app.command(epilog="Example: anomgan evaluate --run runs/d0 --method hybrid --out reports/d0.csv")
 @handle_errors
 def evaluate(
-    run: Annotated[Path, typer.Option(help="Run directory from 'anomgan train'.")],
+    run: RunDir,
     method: Method = None,
     steps: Annotated[Optional[int], typer.Option(help="Inversion/refinement steps.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Report CSV (default reports/<run>-<method>.csv).")] = None,
@@ -232,7 +233,7 @@ def evaluate(
 @app.command(epilog="Example: anomgan report --run runs/d0 --out reports/d0.html")
 @handle_errors
 def report(
-    run: Annotated[Path, typer.Option(help="Run directory from 'anomgan train'.")],
+    run: RunDir,
     out: Annotated[Path, typer.Option(help="HTML file: one self-contained page, every picture embedded.")],
     method: Method = None,
     data_root: Annotated[Optional[str], typer.Option(help="Override the run's data root.")] = None,
@@ -307,7 +308,7 @@ def benchmark(
 @app.command(epilog="Example: anomgan export --run runs/d0 --out d0.onnx")
 @handle_errors
 def export(
-    run: Annotated[Path, typer.Option(help="Run directory from 'anomgan train'.")],
+    run: RunDir,
     out: Annotated[Path, typer.Option(help="ONNX file to write (one file, weights inside).")],
     force: Force = False,
 ):
