@@ -94,7 +94,7 @@ def export_run(run: Path, out: Path, force: bool = False) -> dict:
     frozen = _frozen_copy(scorer)
     names = output_names(frozen)
     graph = _EncoderPath(frozen, names)
-    raw = frozen.preprocess.inverse(frozen.calibration_x[:CHECK_SAMPLES]).float()
+    raw = raw_samples(frozen, CHECK_SAMPLES)
     example = raw[:2]
     meta = metadata_of(frozen, run_file.config, run_file.meta)
     with atomic_path(out) as tmp:
@@ -102,6 +102,28 @@ def export_run(run: Path, out: Path, force: bool = False) -> dict:
         _set_metadata(Path(tmp), meta)
         check = check_export(Path(tmp), scorer, raw, names)
     return {**check, "path": str(out), "outputs": names}
+
+
+def raw_samples(scorer: Scorer, n: int) -> torch.Tensor:
+    """Up to ``n`` normal-validation samples in the units and at the size the run's inputs come in (the graph's
+    input): model space mapped back, then un-padded (e.g. MNIST's 28 px inside the 32-px model) or resized."""
+    import torch.nn.functional as F
+
+    x = scorer.preprocess.inverse(scorer.calibration_x[:n]).float()
+    pre = Preprocessor.from_dict(scorer.spec.preprocess)
+    if pre.kind != "image":
+        return x
+    c, h, w = pre.in_shape
+    s = x.shape[-1]
+    if (h, w) != (s, s):
+        if pre.resize == "pad" and h <= s and w <= s:
+            top, left = (s - h) // 2, (s - w) // 2
+            x = x[:, :, top:top + h, left:left + w]
+        else:
+            x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+    if x.shape[1] != c:
+        x = x.repeat(1, c, 1, 1) if x.shape[1] == 1 else x.mean(1, keepdim=True).repeat(1, c, 1, 1)
+    return x.contiguous()
 
 
 def _export_graph(graph: nn.Module, example: torch.Tensor, names: list, path: Path) -> None:

@@ -82,6 +82,18 @@ def test_tabular_export_takes_raw_features(tmp_path):
     assert agree(got, det.anomaly_score(test, method="encoder")) < 1e-3
 
 
+def test_padded_inputs_keep_their_own_size(digits, tmp_path):
+    """A run that pads its inputs (8-px digits in a 16-px model, as MNIST's 28 in 32) exports a graph that takes
+    the inputs' own size: the padding is inside the graph."""
+    cfg = tiny_config(data__image_size=16, data__resize="pad", train__epochs=1, encoder__epochs=1)
+    det = AnoGAN(config=cfg, method="encoder", random_state=0).fit(digits.x[:120])
+    det.save(tmp_path / "run")
+    export_run(tmp_path / "run", tmp_path / "p.onnx")
+    got = OnnxDetector(tmp_path / "p.onnx").anomaly_score(digits.x[200:260])
+    assert digits.x.shape[-1] == 8
+    assert agree(got, det.anomaly_score(digits.x[200:260], method="encoder")) < 1e-3
+
+
 def test_image_export_carries_the_anomaly_map(tmp_path):
     from test_maps import smooth_noise, with_square
 
