@@ -41,12 +41,13 @@ def _import_ray():
 class _Input:
     kind: str  # folder | npy | table
     path: Path
-    n: Optional[int]  # rows when known up front
 
 
-def _plan(input_path: str, pre) -> _Input:
-    """Check the input on the driver (one-line errors before any worker starts)."""
-    import pandas as pd
+def _plan(input_path: str, pre, label_column: str) -> _Input:
+    """Check the input on the driver (one-line errors before any worker starts), with the local engine's readers:
+    an array's rank, a table's first rows (columns, types)."""
+    from anomgan.data.sources import read_csv_table
+    from anomgan.data.stream import check_rank, open_npy, table_head
 
     p = Path(input_path)
     if not p.exists():
@@ -54,50 +55,37 @@ def _plan(input_path: str, pre) -> _Input:
     if p.is_dir():
         if pre.kind != "image":
             raise DataError(f"{p}: the run was trained on tabular data, an image folder cannot be scored with it")
-        return _Input("folder", p, None)
+        return _Input("folder", p)
     suffix = p.suffix.lower()
     if suffix == ".npy":
-        try:
-            arr = np.load(p, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise DataError(f"{p}: cannot read as .npy array ({str(exc).splitlines()[0]})") from None
+        arr = open_npy(p)
         if len(arr) == 0:
             raise DataError(f"{p}: no samples")
-        want = 2 if pre.kind == "tabular" else (3, 4)
-        if arr.ndim not in np.atleast_1d(want):
-            raise DataError(f"{p}: the run expects {'(N, D) vectors' if pre.kind == 'tabular' else 'images'}, "
-                            f"got an array of shape {arr.shape}")
-        return _Input("npy", p, int(arr.shape[0]))
+        check_rank(arr, pre, p)
+        return _Input("npy", p)
     if suffix in (".csv", ".parquet"):
         if pre.kind != "tabular":
             raise DataError(f"{p}: the run was trained on images, a table cannot be scored with it")
-        head = pd.read_parquet(p).head(0) if suffix == ".parquet" else pd.read_csv(p, nrows=0)
-        missing = [c for c in pre.feature_names or [] if c not in head.columns]
-        if missing:
-            raise DataError(f"{p}: columns differ from training (missing {', '.join(missing[:5])})")
-        return _Input("table", p, None)
+        read_csv_table(table_head(p), str(p), label_column, pre.feature_names)
+        return _Input("table", p)
     raise DataError(f"{p}: --engine ray reads .npy, .csv, .parquet or an image folder, not '{suffix}'")
 
 
 class _Scorer:
     """A Ray actor: builds the detector once from the object store, then scores batches."""
 
-    def __init__(self, detector_ref, backend: str, kind: str, where: str, threads: int):
+    def __init__(self, detector_ref, backend: str, kind: str, where: str, label_column: str, threads: int):
         import torch
 
         torch.set_num_threads(max(1, threads))
-        from anomgan.data.preprocess import Preprocessor
-
         if backend == "onnx":
             from anomgan.export import OnnxDetector
 
             self.det = OnnxDetector(model_bytes=detector_ref)
         else:
             self.det = detector_ref  # an AnoGAN, unpickled from its scorer's plain data
-        self.backend, self.kind, self.where = backend, kind, where
-        self.pre = self.det.preprocessor_ if backend == "onnx" else Preprocessor.from_dict(
-            self.det.scorer_.spec.preprocess)
-        self.label_column = self.det.label_column if backend == "onnx" else self.det.config_.data.label_column
+        self.backend, self.kind, self.where, self.label_column = backend, kind, where, label_column
+        self.pre = self.det.preprocessor_
 
     def __call__(self, batch):
         import pandas as pd
@@ -165,7 +153,7 @@ def score_with_ray(run: Path, input_path: str, out: Path, address: Optional[str]
     if address is not None:
         _reachable(address)
     setup = scoring_setup(Path(run), "cpu")
-    plan = _plan(input_path, setup.preprocessor)
+    plan = _plan(input_path, setup.preprocessor, setup.label_column)
     bs = batch_size or setup.batch_size
     _import_ray()
     import ray
@@ -193,7 +181,7 @@ def score_with_ray(run: Path, input_path: str, out: Path, address: Optional[str]
             warnings.simplefilter("ignore", DeprecationWarning)  # max_restarts: Ray's own deprecation notice
             scored = ds.map_batches(
                 _Scorer, batch_size=bs, batch_format="numpy" if plan.kind != "table" else "pandas",
-                fn_constructor_args=(detector_ref, setup.backend, plan.kind, str(plan.path),
+                fn_constructor_args=(detector_ref, setup.backend, plan.kind, str(plan.path), setup.label_column,
                                      max(1, int(cpus_per_worker))),
                 compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker,
                 max_restarts=0)  # a failed actor is an error to report, not to retry from stale arguments

@@ -108,11 +108,8 @@ def iter_input(path: str, pre: Preprocessor, batch_size: int, num_workers: int =
     elif suffix == ".parquet":
         yield from _iter_parquet(p, pre, batch_size, label_column)
     elif suffix == ".npy":
-        try:
-            arr = np.load(p, mmap_mode="r", allow_pickle=False)  # memory-mapped: read chunk by chunk
-        except (ValueError, OSError) as exc:
-            raise DataError(f"{p}: cannot read as .npy array ({str(exc).splitlines()[0]})") from None
-        _check_rank(arr, pre, p)
+        arr = open_npy(p)
+        check_rank(arr, pre, p)
         for start in range(0, len(arr), batch_size):
             raw = np.asarray(arr[start:start + batch_size])
             x = as_table(raw, str(p)) if pre.kind == "tabular" else as_images(raw, str(p))
@@ -120,20 +117,38 @@ def iter_input(path: str, pre: Preprocessor, batch_size: int, num_workers: int =
         if len(arr) == 0:
             raise DataError(f"{p}: no samples")
     elif suffix in IMAGE_SUFFIXES and pre.kind == "image" and pre.allow_resize:
-        image, error, hw = _ImageFiles([p], pre.in_shape[0], tuple(pre.in_shape[1:]))[0]
-        if error:
-            raise DataError(error)
-        yield Chunk(ids=np.asarray([p.name]), x=image[None], sizes=np.asarray([hw], dtype=np.int64))
+        x, sizes = read_image_files([p], pre)
+        yield Chunk(ids=np.asarray([p.name]), x=x, sizes=sizes)
     elif suffix == ".npz" or suffix in IMAGE_SUFFIXES:
         ds = load_source(str(p), channels=pre.in_shape[0] if pre.kind == "image" else None)
-        _check_rank(ds.x, pre, p)
+        check_rank(ds.x, pre, p)
         yield from _chunks_of(ds.ids, ds.x, ds.y, batch_size)
     else:
         raise DataError(f"{p}: unsupported input type '{suffix}' "
                         f"(use .npy, .npz, .csv, .parquet, an image or an image folder)")
 
 
-def _check_rank(arr: np.ndarray, pre: Preprocessor, where: Path) -> None:
+def open_npy(p: Path) -> np.ndarray:
+    """A ``.npy`` file memory-mapped (read chunk by chunk), or one line saying why it cannot be read."""
+    try:
+        return np.load(p, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{p}: cannot read as .npy array ({str(exc).splitlines()[0]})") from None
+
+
+def table_head(p: Path, n: int = 100):
+    """The first ``n`` rows of a CSV or Parquet table as a pandas frame (without reading the rest)."""
+    import pandas as pd
+
+    if p.suffix.lower() != ".parquet":
+        return pd.read_csv(p, nrows=n)
+    import pyarrow.parquet as pq
+
+    batch = next(pq.ParquetFile(p).iter_batches(batch_size=n), None)
+    return pd.DataFrame() if batch is None else batch.to_pandas()
+
+
+def check_rank(arr: np.ndarray, pre: Preprocessor, where: Path) -> None:
     if pre.kind == "tabular" and arr.ndim != 2:
         raise DataError(f"{where}: the run expects (N, {pre.in_shape[0]}) vectors, got an array of shape {arr.shape}")
     if pre.kind == "image" and arr.ndim not in (3, 4):
