@@ -16,7 +16,8 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from anomgan.evaluation.metrics import score_columns
+from anomgan.evaluation.metrics import anomalies_by_score, confusion_counts, held_out_groups
+from anomgan.evaluation.plots import _pyplot
 from anomgan.io import atomic_write_text
 
 N_EXAMPLES = 6  # rows of top anomalies / anomalies scored most normal
@@ -41,23 +42,15 @@ def _png_uri(array: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _pyplot():
-    from anomgan.evaluation.plots import _pyplot
-
-    return _pyplot()
-
-
 def curves_svg(frame: pd.DataFrame) -> str:
     """ROC and precision-recall of anomaly_score: overall and per held-out class."""
     from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
     plt = _pyplot()
     fig, (roc, pr) = plt.subplots(1, 2, figsize=(12, 5.2))
-    normal = frame[frame["target"] == 0]
-    groups = [("all", frame)]
-    for cls in pd.unique(frame.loc[frame["target"] == 1, "label"].astype(str)):
-        groups.append((cls, pd.concat([normal, frame[(frame["target"] == 1) & (frame["label"].astype(str) == cls)]])))
-    for name, part in groups:
+    groups = held_out_groups(frame)
+    for name, mask in groups:
+        part = frame[mask]
         fpr, tpr, _ = roc_curve(part["target"], part["anomaly_score"])
         prec, rec, _ = precision_recall_curve(part["target"], part["anomaly_score"])
         lw = 2.8 if name == "all" else 1.3
@@ -133,12 +126,12 @@ def example_rows(ev, idx: np.ndarray) -> list[dict]:
     """One picture per sample: image | reconstruction (| heat-map overlay | mask), tiles >= 128 px."""
     import torch
 
-    from anomgan.evaluation.plots import overlay_panels, upscale
+    from anomgan.evaluation.plots import mask_at, overlay_panels, upscale
 
     arrays, frame = ev.arrays, ev.scores
     if "x" not in arrays:
         return []
-    to_unit = ev.detector.preprocessor_.to_unit if ev.detector is not None else (lambda t: (t + 1) / 2)
+    to_unit = ev.detector.preprocessor_.to_unit
     rows = []
     for i in idx:
         x = to_unit(arrays["x"][i:i + 1].float()).clamp(0, 1)
@@ -150,9 +143,8 @@ def example_rows(ev, idx: np.ndarray) -> list[dict]:
         strip = np.concatenate([np.moveaxis((t.numpy() * 255).astype(np.uint8), 0, -1) for t in rgb], 1)
         picture = strip
         if "anomaly_map" in arrays:
-            mask = None
-            if ev.masks is not None and ev.masks[i] is not None:
-                mask = _resize_mask(ev.masks[i], arrays["anomaly_map"][i].shape)
+            shape = arrays["anomaly_map"][i].shape
+            mask = mask_at(ev.masks[i], shape) if ev.masks is not None and ev.masks[i] is not None else None
             over = overlay_panels(x[0].numpy(), arrays["anomaly_map"][i], mask)
             h = max(strip.shape[0], over.shape[0])
             picture = np.concatenate([np.pad(a, ((0, h - a.shape[0]), (0, 4), (0, 0)), constant_values=255)
@@ -163,17 +155,9 @@ def example_rows(ev, idx: np.ndarray) -> list[dict]:
     return rows
 
 
-def _resize_mask(mask: np.ndarray, shape) -> np.ndarray:
-    import torch
-    import torch.nn.functional as F
-
-    m = torch.from_numpy(mask.astype(np.float32))[None, None]
-    return F.interpolate(m, size=tuple(shape), mode="nearest")[0, 0].numpy()
-
-
 def sample_grid_uri(detector, n: int = 36) -> Optional[str]:
     """A grid of G's samples (image runs), tiles >= 96 px."""
-    if detector is None or detector.preprocessor_.kind != "image":
+    if detector.preprocessor_.kind != "image":
         return None
     from torchvision.utils import make_grid
 
@@ -194,43 +178,35 @@ def _environment():
     return env
 
 
-def confusion(frame: pd.DataFrame) -> dict:
-    t, p = frame["target"].to_numpy(), frame["is_anomaly"].to_numpy().astype(bool)
-    return {"tp": int(np.sum(p & (t == 1))), "fp": int(np.sum(p & (t == 0))), "tn": int(np.sum(~p & (t == 0))),
-            "fn": int(np.sum(~p & (t == 1)))}
-
-
 def render_evaluation(ev, run: Path, out: Path, method: Optional[str] = None) -> Path:
     """Write the evaluation ``ev`` (``anomgan.runs.EvaluationResult``) of ``run`` as one HTML file."""
     det = ev.detector
-    cfg = det.config_ if det is not None else None
+    cfg = det.config_
     report, frame = ev.report, ev.scores
     overall = report[report["anomalous_class"] == "all"]
     headline = overall[overall["component"] == "anomaly_score"].iloc[0]
     per_class = report[(report["component"] == "anomaly_score") & (report["anomalous_class"] != "all")]
-    history = pd.DataFrame(det.history_) if det is not None and det.history_ else pd.DataFrame({"phase": []})
-    target, score = frame["target"].to_numpy(), frame["anomaly_score"].to_numpy()
-    anomalous = np.flatnonzero(target == 1)
-    order = anomalous[np.argsort(-score[anomalous], kind="stable")]
-    meta = dict(getattr(getattr(det, "run_", None), "meta", {}) or {})
+    history = pd.DataFrame(det.history_) if det.history_ else pd.DataFrame({"phase": []})
+    target = frame["target"].to_numpy()
+    order = anomalies_by_score(frame)
+    meta = dict(det.run_.meta)
     pixel = [c for c in ("pixel_roc_auc", "aupro") if c in report]
     import yaml
 
     context = {
         "title": f"anomgan report: {run.name}",
-        "run": str(run), "dataset": ev.dataset, "method": method or (cfg.score.method if cfg else ""),
+        "run": str(run), "dataset": ev.dataset, "method": method or cfg.score.method,
         "normal_classes": ", ".join(map(str, meta.get("normal_classes", []) or [])),
         "headline": headline, "threshold": ev.threshold, "pixel": pixel,
         "calibration": _calibration_text(det, meta),
         "n_normal": int((target == 0).sum()), "n_anomalous": int((target == 1).sum()),
-        "confusion": confusion(frame), "score_seconds": ev.seconds,
+        "confusion": confusion_counts(target, frame["is_anomaly"].to_numpy()), "score_seconds": ev.seconds,
         "curves": curves_svg(frame), "histogram": histogram_svg(frame, ev.threshold),
         "per_class": per_class.to_dict("records"), "components": overall.to_dict("records"),
         "training": training_svg(history) if len(history) else None, "notes": training_notes(history),
         "top": example_rows(ev, order[:N_EXAMPLES]), "missed": example_rows(ev, order[::-1][:N_EXAMPLES]),
         "has_maps": "anomaly_map" in ev.arrays, "samples": sample_grid_uri(det),
-        "config": yaml.safe_dump(cfg.to_dict(), sort_keys=False) if cfg else "",
-        "meta": meta, "score_columns": score_columns(frame),
+        "config": yaml.safe_dump(cfg.to_dict(), sort_keys=False), "meta": meta,
     }
     html = _environment().get_template("report.html.j2").render(**context)
     atomic_write_text(out, html)
@@ -238,8 +214,6 @@ def render_evaluation(ev, run: Path, out: Path, method: Optional[str] = None) ->
 
 
 def _calibration_text(det, meta: dict) -> str:
-    if det is None:
-        return ""
     q = det.config_.score.threshold_quantile
     n = meta.get("n_val", "the")
     return (f"the {q:.0%} quantile of anomaly_score on {n} normal-validation samples (never the test split); "

@@ -17,13 +17,31 @@ def score_columns(frame_or_dict) -> list[str]:
     return [c for c in SCORE_COLUMNS if c in frame_or_dict]
 
 
+def confusion_counts(target: np.ndarray, flagged: np.ndarray) -> dict:
+    """tp, fp, tn, fn of the ``flagged`` samples against ``target`` (1 = anomaly)."""
+    flagged = np.asarray(flagged, dtype=bool)
+    return {"tp": int(np.sum(flagged & (target == 1))), "fp": int(np.sum(flagged & (target == 0))),
+            "tn": int(np.sum(~flagged & (target == 0))), "fn": int(np.sum(~flagged & (target == 1)))}
+
+
+def held_out_groups(frame: pd.DataFrame) -> list[tuple[str, np.ndarray]]:
+    """(name, row mask) per evaluation group: ``all`` first, then each held-out class with the normal samples."""
+    normal = frame["target"].to_numpy() == 0
+    labels = frame["label"].astype(str).to_numpy()
+    return [("all", np.ones(len(frame), bool))] + [(str(c), normal | (labels == c))
+                                                  for c in pd.unique(labels[~normal])]
+
+
+def anomalies_by_score(frame: pd.DataFrame) -> np.ndarray:
+    """Row positions of the anomalous samples, highest anomaly_score first (ties in row order)."""
+    anomalous = np.flatnonzero(frame["target"].to_numpy() == 1)
+    return anomalous[np.argsort(-frame["anomaly_score"].to_numpy()[anomalous], kind="stable")]
+
+
 def threshold_metrics(target: np.ndarray, score: np.ndarray, threshold: float) -> dict:
     """TPR, FPR, precision, F1 of ``score > threshold`` against ``target`` (1 = anomaly)."""
-    pred = score > threshold
-    tp = int(np.sum(pred & (target == 1)))
-    fp = int(np.sum(pred & (target == 0)))
-    fn = int(np.sum(~pred & (target == 1)))
-    tn = int(np.sum(~pred & (target == 0)))
+    c = confusion_counts(target, score > threshold)
+    tp, fp, fn, tn = c["tp"], c["fp"], c["fn"], c["tn"]
     tpr = tp / (tp + fn) if tp + fn else float("nan")
     fpr = fp / (fp + tn) if fp + tn else float("nan")
     precision = tp / (tp + fp) if tp + fp else 0.0
@@ -42,13 +60,8 @@ def evaluate_scores(frame: pd.DataFrame, threshold: float) -> pd.DataFrame:
         only = "normal" if target.size and target[0] == 0 else "anomalous"
         raise DataError(f"the test set holds only {only} samples ({len(target)}): ROC-AUC is undefined; "
                         f"evaluation needs both normal and anomalous samples")
-    normal = target == 0
-    groups = [("all", np.ones(len(frame), bool))]
-    labels = frame["label"].astype(str).to_numpy()
-    for cls in pd.unique(labels[~normal]):
-        groups.append((str(cls), normal | (labels == cls)))
     rows = []
-    for name, mask in groups:
+    for name, mask in held_out_groups(frame):
         t = target[mask]
         for comp in score_columns(frame):
             s = frame[comp].to_numpy()[mask]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from anomgan.evaluation.metrics import score_columns
+from anomgan.evaluation.metrics import held_out_groups, score_columns
 from anomgan.io import atomic_write
 
 
@@ -69,9 +69,8 @@ def plot_roc_per_class(frame: pd.DataFrame, path: Path) -> None:
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 6))
-    normal = frame[frame["target"] == 0]
-    for cls in pd.unique(frame.loc[frame["target"] == 1, "label"].astype(str)):
-        part = pd.concat([normal, frame[(frame["target"] == 1) & (frame["label"].astype(str) == cls)]])
+    for cls, mask in held_out_groups(frame)[1:]:
+        part = frame[mask]
         fpr, tpr, _ = roc_curve(part["target"], part["anomaly_score"])
         ax.plot(fpr, tpr, lw=1.6, label=f"{cls} (AUC {roc_auc_score(part['target'], part['anomaly_score']):.3f})")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
@@ -89,6 +88,14 @@ def reconstruction_grid(x: torch.Tensor, x_hat: torch.Tensor, path: Path, to_uni
     residual = residual / residual.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
     rows = upscale(torch.stack([xu, hu, residual], dim=1).flatten(0, 1))  # (3K, C, S', S'), tiles >= 128 px
     atomic_write(path, lambda tmp: save_image(rows, tmp, nrow=3, padding=1, pad_value=1.0, format="png"))
+
+
+def mask_at(mask: np.ndarray, shape) -> np.ndarray:
+    """A ground-truth mask (H, W) at another size (nearest neighbour: it stays binary), as float32."""
+    import torch.nn.functional as F
+
+    m = torch.from_numpy(mask.astype(np.float32))[None, None]
+    return F.interpolate(m, size=tuple(shape), mode="nearest")[0, 0].numpy()
 
 
 def _tile(image: np.ndarray, min_side: int = 128) -> np.ndarray:
