@@ -42,6 +42,15 @@ def load_data(cfg: Config) -> Dataset:
                        channels=d.channels, image_size=d.image_size if d.resize == "resize" else None)
 
 
+def run_data(det: AnoGAN, data_root: Optional[str] = None) -> tuple[Dataset, Splits]:
+    """The data set a loaded run was trained on and its splits (its config's seed: the same split again);
+    ``data_root`` overrides where the data lives."""
+    if data_root is not None:
+        det.config_.data.root = data_root
+    ds = load_data(det.config_)
+    return ds, split_data(det.config_, ds)
+
+
 def split_data(cfg: Config, ds: Dataset) -> Splits:
     d = cfg.data
     normal = d.normal_classes
@@ -356,10 +365,7 @@ def evaluate_run(run: Path, out: Optional[Path] = None, method: Optional[str] = 
         raise OutputError(f"{save_maps} is a file, not a folder for maps")
     det = AnoGAN.load(run, device=device, verbose=verbose)
     cfg = det.config_
-    if data_root is not None:
-        cfg.data.root = data_root
-    ds = load_data(cfg)
-    splits = split_data(cfg, ds)
+    ds, splits = run_data(det, data_root)
     if len(splits.test) == 0 or ds.y is None:
         raise DataError(f"{ds.name} has no labelled test split: the test set holds a single class, ROC-AUC is "
                         f"undefined (evaluate needs labelled data with anomalous classes)")
@@ -399,23 +405,17 @@ def evaluate_run(run: Path, out: Optional[Path] = None, method: Optional[str] = 
 def write_map_pictures(frame: pd.DataFrame, res: dict, masks: Optional[list], stem: Path) -> list:
     """Heat-map overlays (image | heat map | overlay | mask) of the top anomalies and of the anomalies scored most
     normal, at the model's resolution, one row per image."""
-    import torch.nn.functional as F
+    from anomgan.evaluation.metrics import anomalies_by_score
+    from anomgan.evaluation.plots import mask_at, overlay_panels, save_png
 
-    from anomgan.evaluation.plots import overlay_panels, save_png
-
-    target, score = frame["target"].to_numpy(), frame["anomaly_score"].to_numpy()
-    anomalous = np.flatnonzero(target == 1)
-    order = anomalous[np.argsort(-score[anomalous], kind="stable")]
+    order = anomalies_by_score(frame)
     images = ((res["x"] + 1) / 2).clamp(0, 1).numpy()
     size = images.shape[-2:]
     written = []
     for name, idx in (("top_anomalies_maps", order[:6]), ("most_normal_anomalies_maps", order[::-1][:6])):
         rows = []
         for i in idx:
-            mask = None
-            if masks is not None and masks[i] is not None:
-                m = torch.from_numpy(masks[i].astype(np.float32))[None, None]
-                mask = F.interpolate(m, size=size, mode="nearest")[0, 0].numpy()
+            mask = mask_at(masks[i], size) if masks is not None and masks[i] is not None else None
             rows.append(overlay_panels(images[i], res["anomaly_map"][i], mask))
         if rows:
             width = max(r.shape[1] for r in rows)
@@ -441,15 +441,14 @@ def original_size_maps(maps: np.ndarray, sizes: Optional[np.ndarray]) -> list:
 
 def add_pixel_metrics(report: pd.DataFrame, frame: pd.DataFrame, maps: list, masks: list) -> pd.DataFrame:
     """pixel_roc_auc and aupro on the anomaly_score rows, per held-out class (its images and the normal ones)."""
+    from anomgan.evaluation.metrics import held_out_groups
     from anomgan.evaluation.pixel import aupro, pixel_roc_auc
 
-    labels = frame["label"].astype(str).to_numpy()
-    normal = frame["target"].to_numpy() == 0
+    groups = dict(held_out_groups(frame))
     have = np.array([m is not None for m in masks])
     report = report.assign(pixel_roc_auc=np.nan, aupro=np.nan)
     for i, row in report[report.component == "anomaly_score"].iterrows():
-        keep = have & (np.ones(len(frame), bool) if row.anomalous_class == "all" else
-                       normal | (labels == row.anomalous_class))
+        keep = have & groups[row.anomalous_class]
         sel_maps, sel_masks = [maps[j] for j in np.flatnonzero(keep)], [masks[j] for j in np.flatnonzero(keep)]
         if not any(m.any() for m in sel_masks):
             continue
@@ -476,10 +475,9 @@ def write_pictures(det: AnoGAN, frame: pd.DataFrame, res: dict, threshold: float
     plot_histogram(frame, threshold, paths[1])
     plot_roc_per_class(frame, paths[2])
     if "x_hat" in res:
-        target = frame["target"].to_numpy()
-        score = frame["anomaly_score"].to_numpy()
-        anomalous = np.flatnonzero(target == 1)
-        order = anomalous[np.argsort(-score[anomalous], kind="stable")]
+        from anomgan.evaluation.metrics import anomalies_by_score
+
+        order = anomalies_by_score(frame)
         for name, idx in (("top_anomalies", order[:12]), ("most_normal_anomalies", order[::-1][:12])):
             path = Path(f"{stem}.{name}.png")
             idx = torch.as_tensor(np.ascontiguousarray(idx))

@@ -32,16 +32,12 @@ from anomgan import AnoGAN
 from anomgan.config import build_config
 from anomgan.export import OnnxDetector, export_run
 from anomgan.ray_engine import score_with_ray
-from anomgan.runs import load_data, score_input, split_data, train_run
+from anomgan.runs import run_data, score_input, train_run
 
 
 def test_inputs(run: Path, data_root, n: int) -> np.ndarray:
-    det = AnoGAN.load(run, device="cpu")
-    cfg = det.config_
-    if data_root:
-        cfg.data.root = data_root
-    ds = load_data(cfg)
-    idx = split_data(cfg, ds).test
+    ds, splits = run_data(AnoGAN.load(run, device="cpu"), data_root)
+    idx = splits.test
     if len(idx) < n:  # MNIST's test split is 10,000: parity and speed need inputs, not labels: add other rows
         idx = np.r_[idx, np.setdiff1d(np.arange(len(ds.x)), idx)[: n - len(idx)]]
     return ds.x[idx[:n]]

@@ -22,7 +22,7 @@ from sklearn.metrics import roc_auc_score
 from anomgan import AnoGAN
 from anomgan.evaluation.pixel import aupro, pixel_roc_auc
 from anomgan.model import gaussian_blur
-from anomgan.runs import load_data, original_size_maps, split_data
+from anomgan.runs import original_size_maps, run_data
 from anomgan.training.normal_stats import fit_location_gaussian
 
 
@@ -47,9 +47,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     det = AnoGAN.load(args.run, device="cpu")
-    cfg = det.config_
-    ds = load_data(cfg)
-    splits = split_data(cfg, ds)
+    ds, splits = run_data(det)
     pre = det.scorer_.preprocess
     with torch.no_grad():
         train = pre(torch.from_numpy(ds.x[splits.train]))

@@ -24,7 +24,7 @@ import torch
 
 from anomgan import AnoGAN, Inversion
 from anomgan.components import COMPONENTS
-from anomgan.runs import load_data
+from anomgan.runs import run_data
 
 
 def timed(fn, repeats: int) -> float:
@@ -46,9 +46,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("reports/benchmarks/score_profile.csv"))
     args = ap.parse_args()
     det = AnoGAN.load(args.run, device="cpu")
-    det.config_.data.root = args.data_root
     scorer = det.scorer_
-    x = load_data(det.config_).x[: args.n]
+    x = run_data(det, args.data_root)[0].x[: args.n]
     batches = [torch.from_numpy(np.ascontiguousarray(x[i:i + args.batch_size]))
                for i in range(0, len(x), args.batch_size)]
     inv = Inversion("encoder")

@@ -22,7 +22,7 @@ import torch
 
 from anomgan import AnoGAN
 from anomgan.evaluation.pixel import aupro, pixel_roc_auc
-from anomgan.runs import load_data, split_data
+from anomgan.runs import run_data
 from anomgan.training.fit import rescore_with
 
 
@@ -54,8 +54,7 @@ def main() -> None:
     args = ap.parse_args()
     det = AnoGAN.load(args.run, device="cpu")
     cfg = det.config_
-    ds = load_data(cfg)
-    splits = split_data(cfg, ds)
+    ds, splits = run_data(det)
     x, masks = cut_paste(ds.x[splits.val], args.copies, cfg.train.seed)
     n_layers = int(np.log2(det.preprocessor_.image_size)) - 1
     rows = []

@@ -19,7 +19,7 @@ import pandas as pd
 import anomgan.training.normal_stats as normal_stats
 from anomgan import AnoGAN
 from anomgan.evaluation.metrics import evaluate_scores
-from anomgan.runs import add_pixel_metrics, load_data, original_size_maps, score_test_split, split_data
+from anomgan.runs import add_pixel_metrics, original_size_maps, run_data, score_test_split
 from anomgan.training.fit import rescore_with
 
 
@@ -31,8 +31,7 @@ def main() -> None:
     args = ap.parse_args()
     det = AnoGAN.load(args.run, device="cpu")
     cfg = det.config_
-    ds = load_data(cfg)
-    splits = split_data(cfg, ds)
+    ds, splits = run_data(det)
     shipped = normal_stats.VARIANCE_FLOOR
     rows = []
     for text in args.floors.split(","):
