@@ -315,10 +315,7 @@ def export(
     """Export the encoder-path scorer, preprocessing included, as one ONNX file; checked against torch with
     onnxruntime on the run's normal-validation samples before it is kept. Score it with 'anomgan score --run M.onnx'."""
     from anomgan.export import OPSET, SCORE_TOLERANCE, export_run
-    from anomgan.io import require
 
-    require("onnxruntime", "export", "onnx")
-    require("onnxscript", "export", "onnx")
     res = export_run(run, out, force)
     typer.echo(f"exported {run} -> {res['path']} (opset {OPSET}; outputs: {', '.join(res['outputs'])})")
     check = f"max |anomaly_score difference| {res['max_score_diff']:.2e} <= {res['score_bound']:.2e}"

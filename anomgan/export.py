@@ -24,7 +24,7 @@ from torch import nn
 
 from anomgan.data.preprocess import Preprocessor
 from anomgan.errors import DataError, OutputError, RunError
-from anomgan.io import atomic_path, check_output
+from anomgan.io import atomic_path, check_output, require
 from anomgan.model import Inversion, Scorer
 
 OPSET = 18  # torch 2.14's exporter; onnxruntime >= 1.16 runs it
@@ -84,6 +84,8 @@ def export_run(run: Path, out: Path, force: bool = False) -> dict:
     run's normal-validation samples, and return the check's figures. Nothing is left at ``out`` on failure."""
     from anomgan.run_format import load_run
 
+    for module in ("onnx", "onnxscript", "onnxruntime"):  # the exporter, and the check of what it wrote
+        require(module, "export", "onnx")
     out = check_output(Path(out), force, "ONNX file")
     run_file = load_run(run)
     scorer = run_file.build_scorer(torch.device("cpu"))
@@ -114,10 +116,9 @@ def raw_samples(scorer: Scorer, n: int) -> torch.Tensor:
     if pre.kind != "image":
         return x
     c, h, w = pre.in_shape
-    s = x.shape[-1]
-    if (h, w) != (s, s):
-        if pre.resize == "pad" and h <= s and w <= s:
-            top, left = (s - h) // 2, (s - w) // 2
+    if (h, w) != tuple(x.shape[-2:]):
+        if scorer.preprocess.pads(h, w):  # the inverse of Preprocess.forward's padding
+            top, left = scorer.preprocess.pad_offsets(h, w)
             x = x[:, :, top:top + h, left:left + w]
         else:
             x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
@@ -200,7 +201,6 @@ class OnnxDetector:
             self.meta = json.loads(props[METADATA_KEY])
         except Exception as exc:  # noqa: BLE001 - any unreadable file is one error
             raise RunError(f"{where}: not an ONNX file exported by anomgan ({str(exc).splitlines()[0][:80]})") from None
-        self.path = path
         self.session = _session(data)
         self.names = self.meta["outputs"]
         self.threshold_ = float(self.meta["threshold"])
@@ -210,8 +210,7 @@ class OnnxDetector:
         self.num_workers = int(self.meta["score"]["num_workers"])
         self.label_column = self.meta["data"]["label_column"]
 
-    def iter_scores(self, batches: Iterable[np.ndarray], batch_size: Optional[int] = None,
-                    total: Optional[int] = None) -> Iterator[dict]:
+    def iter_scores(self, batches: Iterable[np.ndarray], batch_size: Optional[int] = None) -> Iterator[dict]:
         bs = batch_size or self.batch_size
         for raw in batches:
             x = np.ascontiguousarray(self.preprocessor_.check(np.asarray(raw, dtype=np.float32)), dtype=np.float32)

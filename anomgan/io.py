@@ -58,9 +58,6 @@ def check_output(path: str | Path, force: bool = False, what: str = "output") ->
     return path
 
 
-SCORE_TABLE_SUFFIXES = (".csv", ".parquet")  # what score outputs can be written as
-
-
 def check_score_table(path: Path) -> str:
     """The format of a per-sample score table from its suffix: ``csv`` or ``parquet``."""
     suffix = Path(path).suffix.lower()

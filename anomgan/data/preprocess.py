@@ -101,12 +101,20 @@ class Preprocess(nn.Module):
         h, w = x.shape[2:]
         s = self.size
         if (h, w) != (s, s):
-            if self.resize == "pad" and h <= s and w <= s:
-                top, left = (s - h) // 2, (s - w) // 2
+            if self.pads(h, w):
+                top, left = self.pad_offsets(h, w)
                 x = F.pad(x, (left, s - w - left, top, s - h - top), value=0.0)
             else:
                 x = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
         return x * 2.0 - 1.0
+
+    def pads(self, h: int, w: int) -> bool:
+        """Whether an (h, w) image is padded (not resized) to the model's size."""
+        return self.resize == "pad" and h <= self.size and w <= self.size
+
+    def pad_offsets(self, h: int, w: int) -> tuple[int, int]:
+        """(top, left) of an (h, w) image inside the padded model-size square: centred."""
+        return (self.size - h) // 2, (self.size - w) // 2
 
     def inverse(self, x: torch.Tensor) -> torch.Tensor:
         """Model space -> source units ([0, 1] images at the model size; tables de-standardised)."""
