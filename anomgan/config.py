@@ -108,6 +108,9 @@ class ScoreConfig:
     # deepest (-1 = the 4x4 layer); the second layer was best on synthetic defects of normal images (docs/tuning.md)
     map_layers: list = field(default_factory=lambda: [1])
     bank_size: int = 4096  # normal-training samples whose D features the run keeps for the bank components (0 = none)
+    # feature_knn's bank reduced to this many rows by greedy k-center selection (PatchCore's coreset) out of the
+    # bank_size samples; the Gaussians still see them all. 0 = keep every row
+    coreset_size: int = 0
     threshold_quantile: float = 0.95  # threshold = this quantile of normal-validation anomaly scores
     batch_size: int = 256  # scoring batch size (memory bound)
     num_workers: int = 0  # DataLoader workers when reading image folders
@@ -310,6 +313,7 @@ def validate(cfg: Config) -> Config:
     need(len(s.map_layers) > 0 and all(isinstance(i, int) and not isinstance(i, bool) for i in s.map_layers),
          "score.map_layers", "a non-empty list of layer indices", s.map_layers)
     need(s.bank_size >= 0, "score.bank_size", "must be >= 0", s.bank_size)
+    need(s.coreset_size >= 0, "score.coreset_size", "must be >= 0 (0 = the whole bank)", s.coreset_size)
     for name, w in s.weights.items():
         needs = COMPONENTS[name].needs
         if w and BANK in needs:

@@ -73,3 +73,5 @@ def test_bank_components_need_a_bank():
     assert build_config(overrides=["score.bank_size=1", "score.weights={feature_knn: 1.0}"]).score.bank_size == 1
     cfg = build_config(overrides=["score.bank_size=0", "score.weights={residual: 1.0}"])
     assert cfg.score.bank_size == 0
+    with pytest.raises(ConfigError, match="score.coreset_size"):
+        build_config(overrides=["score.coreset_size=-1"])

@@ -8,7 +8,7 @@ from anomgan.model import Calibration, Scorer, ScorerSpec
 from anomgan.run_format import load_run
 from anomgan.scoring import memory
 from anomgan.scoring.inversion import invert_latent
-from anomgan.training.normal_stats import bank_indices, fit_gaussian, fit_normal_statistics
+from anomgan.training.normal_stats import bank_indices, coreset_indices, fit_gaussian, fit_normal_statistics
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +119,38 @@ def test_bank_indices_are_a_seeded_subset():
     a, b = bank_indices(100, 30, 1), bank_indices(100, 30, 1)
     assert torch.equal(a, b) and len(a.unique()) == 30 and bool((a[1:] > a[:-1]).all())
     assert not torch.equal(a, bank_indices(100, 30, 2))
+
+
+def test_coreset_covers_every_cluster_a_random_subset_misses():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(6, 16, generator=g) * 20
+    sizes = torch.tensor([200, 200, 200, 200, 3, 3])  # two rare modes of the normal data
+    rows = torch.cat([c + torch.randn(int(n), 16, generator=g) for c, n in zip(centres, sizes)])
+    cluster = torch.repeat_interleave(torch.arange(6), sizes)
+    picked = coreset_indices(rows, 6)
+    assert sorted(cluster[picked].tolist()) == list(range(6))  # one row of each mode, the rare ones included
+    assert bool((picked[1:] > picked[:-1]).all()) and torch.equal(picked, coreset_indices(rows, 6))
+    # every row is closer to the coreset than the coreset's spread: the k-center bound
+    d = torch.cdist(rows, rows[coreset_indices(rows, 30)]).min(1).values
+    between = torch.cdist(centres, centres)
+    assert float(d.max()) < float(between[between > 0].min()) / 2
+    assert torch.equal(coreset_indices(rows, 0), torch.arange(len(rows)))
+    assert torch.equal(coreset_indices(rows, 10_000), torch.arange(len(rows)))
+
+
+def test_a_coreset_keeps_that_many_bank_rows_and_every_gaussian_row(det, digits):
+    from anomgan.training.fit import rescore_with
+    import copy
+
+    cfg = copy.deepcopy(det.config_)
+    cfg.score.coreset_size = 16
+    x = digits.x[digits.y == "0"]
+    full = rescore_with(det.scorer_, det.config_, x[:60], x[60:])
+    small = rescore_with(det.scorer_, cfg, x[:60], x[60:])
+    assert len(small.bank) == 16 and len(full.bank) == 60
+    assert all(torch.equal(a.precision, b.precision) for a, b in zip(small.layer_gaussians, full.layer_gaussians))
+    rows = {tuple(r.tolist()) for r in full.bank}
+    assert all(tuple(r.tolist()) in rows for r in small.bank)  # the coreset is a subset of the bank
 
 
 def _calibration(values: dict, components) -> Calibration:

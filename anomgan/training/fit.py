@@ -133,7 +133,7 @@ def build_scorer(cfg: Config, pre: Preprocessor, model_args: dict, networks: tup
         module.load_state_dict(weights.state_dict())
     scorer = scorer.to(device)
     s = cfg.score
-    fit_normal_statistics(scorer, x_train, s.bank_size, cfg.train.seed, s.batch_size)
+    fit_normal_statistics(scorer, x_train, s.bank_size, cfg.train.seed, s.batch_size, coreset_size=s.coreset_size)
     return calibrate(scorer, x_val, [scorer.default_inversion(), Inversion("encoder")], s.batch_size)
 
 

@@ -19,6 +19,27 @@ def bank_indices(n: int, size: int, seed: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size].sort().values
 
 
+def coreset_indices(rows: torch.Tensor, size: int) -> torch.Tensor:
+    """Greedy k-center selection (PatchCore's coreset, Sener & Savarese 2018): ``size`` rows of ``rows`` (N, F)
+    chosen one at a time, each the row farthest from those already chosen, so that every row lies close to a
+    chosen one. Starts from the row nearest the mean (deterministic); exact distances, no projection. Returns
+    sorted indices; all rows when ``size`` >= N or ``size`` is 0."""
+    n = len(rows)
+    if size <= 0 or size >= n:
+        return torch.arange(n)
+    x = rows.detach().float()
+    sq = x.pow(2).sum(1)
+    nearest = (sq - 2 * x @ x.mean(0)).argmin()  # |x - mean|^2 up to a constant
+    chosen = torch.empty(size, dtype=torch.long)
+    dist = torch.full((n,), float("inf"), dtype=x.dtype, device=x.device)
+    for i in range(size):  # greedy by nature: each pick depends on every previous one; each step is vectorised
+        chosen[i] = nearest
+        d = (sq - 2 * x @ x[nearest] + sq[nearest]).clamp_min(0)
+        dist = torch.minimum(dist, d)
+        nearest = dist.argmax()
+    return chosen.sort().values
+
+
 def fit_gaussian(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean (F,), precision (F, F)) of a Gaussian fitted to ``rows`` (N, F) with Ledoit-Wolf shrinkage, in float64.
 
@@ -41,9 +62,10 @@ def _fits_half(t: torch.Tensor) -> bool:
 
 @torch.no_grad()
 def fit_normal_statistics(scorer: Scorer, x_train: torch.Tensor, bank_size: int, seed: int,
-                          batch_size: int = 256) -> Scorer:
+                          batch_size: int = 256, coreset_size: int = 0) -> Scorer:
     """Fit, from up to ``bank_size`` model-space normal-training samples (a seeded subset), the statistics the
-    scorer's components need; the previous ones and every calibration are dropped."""
+    scorer's components need; the previous ones and every calibration are dropped. ``coreset_size`` > 0 keeps
+    only that many of the bank's rows (``coreset_indices``) for the bank components; the Gaussians see them all."""
     scorer.bank, scorer.feature_gaussian = None, None
     scorer.layer_gaussians = torch.nn.ModuleList()
     scorer.location_gaussians = torch.nn.ModuleList()
@@ -65,7 +87,7 @@ def fit_normal_statistics(scorer: Scorer, x_train: torch.Tensor, bank_size: int,
     # rounded through half precision when it fits: the run stores it so, and a scorer scores alike before and after
     bank = bank.half().float() if _fits_half(bank) else bank
     if BANK in want:
-        scorer.bank = bank.to(scorer.dtype)
+        scorer.bank = bank[coreset_indices(bank, coreset_size)].to(scorer.dtype)
     if FEATURE_GAUSSIAN in want and len(bank) >= 2:
         scorer.feature_gaussian = Gaussian(*(t.to(scorer.dtype) for t in fit_gaussian(bank)))
     if LAYER_GAUSSIANS in want and len(bank) >= 2:

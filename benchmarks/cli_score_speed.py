@@ -1,0 +1,86 @@
+"""Encoder-path scoring speed as a user gets it: ``anomgan score --method encoder`` on a 20,000-image ``.npy`` to
+CSV, process start-up aside (issue 20's speed target).
+
+    python benchmarks/cli_score_speed.py --run runs/m3 --data-root ../shared/data \
+        --variant shipped= --variant "coreset 1024=score.coreset_size=1024" \
+        --out reports/benchmarks/cli-score-speed.csv
+
+Each ``--variant NAME=KEY=VALUE[,KEY=VALUE]`` gives the run's networks a scorer with those score settings
+(``rescore_with``: bank, Gaussians and calibration refitted from the run's own splits), saved as a run in a
+temporary folder; an empty setting scores the run as it is. For each, the command runs ``--repeats`` times on
+the first ``--n`` training images of MNIST (all digits, uint8, 28 x 28) and once per repeat on one image:
+``images_per_s`` = n / (median full time - median one-image time), so import and model loading are left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torchvision
+
+from anomgan import AnoGAN
+from anomgan.config import build_config
+from anomgan.runs import run_data
+from anomgan.training.fit import rescore_with
+
+
+def timed_cli(run: Path, data: Path, out: Path) -> float:
+    cmd = [str(Path(sys.executable).parent / "anomgan"), "score", "--run", str(run), "--input", str(data), "--out", str(out),
+           "--method", "encoder", "--quiet", "--force", "--device", "cpu"]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", type=Path, required=True)
+    ap.add_argument("--data-root", default="../shared/data")
+    ap.add_argument("--variant", action="append", default=None, help="NAME=KEY=VALUE[,KEY=VALUE] (repeatable)")
+    ap.add_argument("--n", type=int, default=20000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=Path("reports/benchmarks/cli-score-speed.csv"))
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        x = torchvision.datasets.MNIST(args.data_root, train=True, download=False).data[: args.n].numpy()
+        np.save(tmp / "x.npy", x)
+        np.save(tmp / "one.npy", x[:1])
+        for spec in args.variant or ["shipped="]:
+            name, _, settings = spec.partition("=")
+            run = args.run
+            if settings:
+                det = AnoGAN.load(args.run, device="cpu")
+                ds, sp = run_data(det, args.data_root)
+                cfg = build_config(base=det.config_.to_dict(), overrides=settings.split(","))
+                det.scorer_ = rescore_with(det.scorer_, cfg, ds.x[sp.train], ds.x[sp.val])
+                det.config_ = cfg
+                run = tmp / name.replace(" ", "_")
+                det.save(run)
+            full, one = [], []
+            for _ in range(args.repeats):
+                full.append(timed_cli(run, tmp / "x.npy", tmp / "s.csv"))
+                one.append(timed_cli(run, tmp / "one.npy", tmp / "s1.csv"))
+            seconds = float(np.median(full) - np.median(one))
+            rows.append({"variant": name, "settings": settings, "n": args.n, "seconds_full": float(np.median(full)),
+                         "seconds_startup": float(np.median(one)), "images_per_s": args.n / seconds,
+                         "run": args.run.name, "repeats": args.repeats,
+                         "machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}"})
+            print(f"{name:20s} {rows[-1]['images_per_s']:8.0f} img/s (full {rows[-1]['seconds_full']:.1f} s, "
+                  f"start-up {rows[-1]['seconds_startup']:.1f} s)", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(args.out, index=False)
+
+
+if __name__ == "__main__":
+    main()
