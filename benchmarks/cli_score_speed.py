@@ -5,7 +5,7 @@ CSV, process start-up aside (issue 20's speed target).
         --variant shipped= --variant "coreset 1024=score.coreset_size=1024" \
         --out reports/benchmarks/cli-score-speed.csv
 
-Each ``--variant NAME=KEY=VALUE[,KEY=VALUE]`` gives the run's networks a scorer with those score settings
+Each ``--variant NAME=KEY=VALUE[;KEY=VALUE]`` gives the run's networks a scorer with those score settings
 (``rescore_with``: bank, Gaussians and calibration refitted from the run's own splits), saved as a run in a
 temporary folder; an empty setting scores the run as it is. For each, the command runs ``--repeats`` times on
 the first ``--n`` training images of MNIST (all digits, uint8, 28 x 28) and once per repeat on one image:
@@ -45,7 +45,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--data-root", default="../shared/data")
-    ap.add_argument("--variant", action="append", default=None, help="NAME=KEY=VALUE[,KEY=VALUE] (repeatable)")
+    ap.add_argument("--variant", action="append", default=None, help="NAME=KEY=VALUE[;KEY=VALUE] (repeatable)")
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path("reports/benchmarks/cli-score-speed.csv"))
@@ -62,7 +62,7 @@ def main() -> None:
             if settings:
                 det = AnoGAN.load(args.run, device="cpu")
                 ds, sp = run_data(det, args.data_root)
-                cfg = build_config(base=det.config_.to_dict(), overrides=settings.split(","))
+                cfg = build_config(base=det.config_.to_dict(), overrides=settings.split(";"))
                 det.scorer_ = rescore_with(det.scorer_, cfg, ds.x[sp.train], ds.x[sp.val])
                 det.config_ = cfg
                 run = tmp / name.replace(" ", "_")

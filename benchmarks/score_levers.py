@@ -3,26 +3,31 @@
     python benchmarks/score_levers.py --cases reports/benchmarks/mnist-s0.csv --data-root ../shared/data \
         --out reports/benchmarks/score-levers-mnist.csv
 
-For each case of ``--cases`` (``anomgan benchmark`` output; its runs in ``<stem>.runs/`` or ``--runs-dir``) and
-each variant below, the run's networks get a new scorer (``rescore_with``: bank, Gaussians and calibration
-refitted from the case's own training / normal-validation splits, as a fresh run would) and score two sets:
+For each case of ``--cases`` (``anomgan benchmark`` output; its runs in ``<stem>.runs/`` or ``--runs-dir``) the
+run's scorer scores two sets once:
 
 - ``val``: the run's normal-validation images against 2,000 other-class images from the data set's *training*
   split (never seen in training, which holds only the normal class): the set decisions are made on;
 - ``test``: the official test split, reported, never chosen from.
 
-Besides the library's components, the script measures two candidate signals computed from the same networks
-(``encoder_layer_maha``: the encoder's trunk layers, pooled 2x2, one Ledoit-Wolf Gaussian each, as
-``layer_maha`` does for D; ``layer_maha_pool4``: D's layers pooled 4x4) and adds each to the shipped weighting
-with the weight of ``layer_maha`` (z-scores on normal-validation, as the ``calibrated`` combination does).
-Timings: ``fit_s`` builds the scorer; ``score_img_s`` is the test split's encoder-path scoring rate.
+Each variant then changes one part of the score and recombines the components as the ``calibrated``
+combination does (weighted z-scores, location and scale from the scorer's own normal-validation calibration
+samples):
+
+- ``coreset N``: ``feature_knn`` against N rows of the run's bank picked by greedy k-center selection
+  (``score.coreset_size``, ``coreset_indices``: the library's code on the run's stored bank, as a fresh run with
+  that setting would build it); ``random N``: N rows drawn at random instead (the control);
+- ``+ encoder_layer_maha``: the encoder's trunk layers pooled 2x2, one Ledoit-Wolf Gaussian each on the bank's
+  images, d^2/dim summed (``layer_maha``'s recipe on E), added with ``layer_maha``'s weight;
+- ``+ layer_maha_pool4``: D's layers pooled 4x4 instead of 2x2, added likewise;
+- ``- feature_residual``: without the component that costs the second D pass (on the reconstruction).
+
+``shipped`` recomputed this way equals the scorer's own ``anomaly_score`` (checked: largest difference printed).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import dataclasses
 import platform
 import time
 from pathlib import Path
@@ -32,22 +37,14 @@ import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
-from anomgan import AnoGAN, Inversion
-from anomgan.components import ANOMALY_MAP, COMPONENTS, NAMES
+from anomgan import AnoGAN
 from anomgan.runs import run_data
-from anomgan.training.fit import rescore_with
-from anomgan.training.normal_stats import bank_indices, fit_gaussian
-from anomgan.scoring.memory import mahalanobis_sq
+from anomgan.scoring.memory import knn_distance, mahalanobis_sq
+from anomgan.training.fit import MAX_CALIBRATION
+from anomgan.training.normal_stats import bank_indices, coreset_indices, fit_gaussian
 
-IMAGE_SCORES = [c for c in NAMES if ANOMALY_MAP not in COMPONENTS[c].needs]  # every component but map_max
-VARIANTS = {  # name -> score.* overrides of the run's config
-    "shipped": {},
-    "coreset 2048": {"coreset_size": 2048},
-    "coreset 1024": {"coreset_size": 1024},
-    "coreset 512": {"coreset_size": 512},
-    "random bank 1024": {"bank_size": 1024},
-    "knn k=1": {"knn_k": 1},
-}
+CORESETS = (2048, 1024, 512, 256, 128)
+RANDOM = (1024, 512)
 
 
 def trunk_layers(trunk: torch.nn.Module, x: torch.Tensor, pool: int) -> list[torch.Tensor]:
@@ -60,15 +57,20 @@ def trunk_layers(trunk: torch.nn.Module, x: torch.Tensor, pool: int) -> list[tor
     return out
 
 
+def batched(fn, x: torch.Tensor, size: int = 512):
+    parts = [fn(x[i:i + size]) for i in range(0, len(x), size)]
+    return [torch.cat(p) for p in zip(*parts)] if isinstance(parts[0], list) else torch.cat(parts)
+
+
 @torch.no_grad()
-def layer_maha(trunk, xb: torch.Tensor, xs: list, pool: int) -> list[np.ndarray]:
-    """Sum over the trunk's layers of d^2 / dim to each layer's Gaussian fitted on ``xb``, for each set in ``xs``."""
-    fits = [fit_gaussian(b) for b in trunk_layers(trunk, xb, pool)]
-    res = []
-    for x in xs:
-        parts = [torch.cat(p) for p in zip(*(trunk_layers(trunk, x[i:i + 512], pool) for i in range(0, len(x), 512)))]
-        res.append(sum(mahalanobis_sq(h, *g) / h.shape[1] for h, g in zip(parts, fits)).numpy())
-    return res
+def layer_maha(trunk, xb: torch.Tensor, xs: dict, pool: int) -> dict:
+    """Sum over the trunk's layers of d^2 / dim to each layer's Gaussian fitted on ``xb``, for each set of ``xs``."""
+    fits = [fit_gaussian(b) for b in batched(lambda t: trunk_layers(trunk, t, pool), xb)]
+    out = {}
+    for name, x in xs.items():
+        layers = batched(lambda t: trunk_layers(trunk, t, pool), x)
+        out[name] = sum(mahalanobis_sq(h, *g) / h.shape[1] for h, g in zip(layers, fits)).numpy()
+    return out
 
 
 def main() -> None:
@@ -76,69 +78,83 @@ def main() -> None:
     ap.add_argument("--cases", type=Path, required=True)
     ap.add_argument("--runs-dir", type=Path, default=None)
     ap.add_argument("--data-root", default=None)
-    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names of VARIANTS")
     ap.add_argument("--n-anomalies", type=int, default=2000)
+    ap.add_argument("--classes", default=None, help="only these normal classes, e.g. 3,4,5 (default: every case)")
+    ap.add_argument("--values", type=Path, default=None, help="folder for each case's component values (.npz)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     cases = pd.read_csv(args.cases, dtype={"normal_classes": str})
+    if args.classes:
+        cases = cases[cases["normal_classes"].isin(args.classes.split(","))]
     runs = args.runs_dir or args.cases.parent / f"{args.cases.stem}.runs"
     rows = []
     for case in cases.to_dict("records"):
         run = runs / f"{case['protocol']}-{case['normal_classes'].replace(',', '_')[:40]}-s{case['seed']}"
         det = AnoGAN.load(run, device="cpu")
+        scorer, pre = det.scorer_, det.preprocessor_
         ds, sp = run_data(det, args.data_root)
         rng = np.random.default_rng(123)
-        train_all = np.setdiff1d(np.arange(len(ds.x)), np.concatenate([sp.train, sp.val, sp.test]))
-        other = train_all[~np.isin(ds.y[train_all], sp.normal_classes)]
+        unused = np.setdiff1d(np.arange(len(ds.x)), np.concatenate([sp.train, sp.val, sp.test]))
+        other = unused[~np.isin(ds.y[unused], sp.normal_classes)]  # other classes' training images
         val_idx = np.concatenate([sp.val, rng.choice(other, min(args.n_anomalies, len(other)), replace=False)])
-        sets = {"val": (ds.x[val_idx], np.r_[np.zeros(len(sp.val)), np.ones(len(val_idx) - len(sp.val))]),
+        sets = {"calib": (ds.x[sp.val[:MAX_CALIBRATION]], None),
+                "val": (ds.x[val_idx], np.r_[np.zeros(len(sp.val)), np.ones(len(val_idx) - len(sp.val))]),
                 "test": (ds.x[sp.test], sp.test_targets(ds))}
-        base = det.scorer_
-        pre = det.preprocessor_
+        start = time.perf_counter()
+        res = {k: det.score_components(x, "encoder") for k, (x, _) in sets.items()}
+        score_s = time.perf_counter() - start
+        xm = {k: pre.transform(x) for k, (x, _) in sets.items()}
+        with torch.no_grad():
+            feats = {k: batched(scorer.discriminator.features, x) for k, x in xm.items()}
+        comps = {k: {c: np.asarray(r[c], dtype=np.float64) for c in scorer.components} for k, r in res.items()}
+        weights = dict(scorer.spec.weights)
+
+        def combine(values: dict, w: dict) -> np.ndarray:  # the calibrated combination, on the calib set
+            cal = {c: (v.mean(), v.std() if v.std() > 1e-12 else 1.0) for c, v in values["calib"].items()}
+            return {k: sum(w[c] * (v[c] - cal[c][0]) / cal[c][1] for c in w) / sum(w.values())
+                    for k, v in values.items()}
+
+        variants = {"shipped": (comps, weights)}
+        bank = scorer.bank
+        for label, idx in ([(f"coreset {n}", coreset_indices(bank, n)) for n in CORESETS]
+                           + [(f"random {n}", bank_indices(len(bank), n, 0)) for n in RANDOM]):
+            sub = bank[idx]
+            knn = {k: knn_distance(f, sub, scorer.spec.knn_k).double().numpy() for k, f in feats.items()}
+            variants[label] = ({k: {**v, "feature_knn": knn[k]} for k, v in comps.items()}, weights)
         xb = pre.transform(ds.x[sp.train[bank_indices(len(sp.train), det.config_.score.bank_size,
                                                       det.config_.train.seed).numpy()]])
-        xs = [pre.transform(sets[k][0]) for k in sets]
-        val_n = pre.transform(ds.x[sp.val])
-        extra = {}
-        with torch.no_grad():
-            for name, trunk, pool in (("encoder_layer_maha", base.encoder.trunk, 2),
-                                      ("layer_maha_pool4", base.discriminator.trunk, 4)):
-                vals = layer_maha(trunk, xb, xs + [val_n], pool)
-                extra[name] = dict(zip([*sets, "calib"], vals))
-        for variant in args.variants.split(","):
-            cfg = copy.deepcopy(det.config_)
-            cfg.score = dataclasses.replace(cfg.score, **VARIANTS[variant])
-            start = time.perf_counter()
-            scorer = rescore_with(base, cfg, ds.x[sp.train], ds.x[sp.val], IMAGE_SCORES)
-            fit_s = time.perf_counter() - start
-            det.scorer_ = scorer
-            cal = scorer.calibration(Inversion("encoder"))
-            for set_name, (x, y) in sets.items():
-                start = time.perf_counter()
-                res = det.score_components(x, "encoder")
-                seconds = time.perf_counter() - start
-                row = {"case": run.name, "normal": case["normal_classes"], "seed": case["seed"], "variant": variant,
-                       "set": set_name, "n": len(x), "roc_auc": roc_auc_score(y, res["anomaly_score"]),
-                       "fit_s": fit_s, "score_img_s": len(x) / seconds, "bank_rows": len(scorer.bank)}
-                for c in IMAGE_SCORES:
-                    row[f"{c}_roc_auc"] = roc_auc_score(y, res[c])
-                if variant == "shipped":  # candidates added to the shipped weighting with layer_maha's weight
-                    comps = {c: torch.as_tensor(res[c]) for c in scorer.components}
-                    z = scorer.combine(comps, cal).numpy() * float(scorer.weights.sum())
-                    w = float(scorer.spec.weights["layer_maha"])
-                    for name, v in extra.items():
-                        c = v["calib"]
-                        zc = (v[set_name] - c.mean()) / c.std()
-                        row[f"{name}_roc_auc"] = roc_auc_score(y, v[set_name])
-                        row[f"shipped + {name}_roc_auc"] = roc_auc_score(y, (z + w * zc) / (scorer.weights.sum() + w))
-                rows.append(row)
-                print(f"{run.name} {variant:18s} {set_name:4s} AUC {row['roc_auc']:.4f}  {row['score_img_s']:7.0f} img/s"
-                      + "".join(f"  {k[:-8]} {v:.4f}" for k, v in row.items() if k.startswith("shipped +")), flush=True)
+        for name, trunk, pool in (("encoder_layer_maha", scorer.encoder.trunk, 2),
+                                  ("layer_maha_pool4", scorer.discriminator.trunk, 4)):
+            extra = layer_maha(trunk, xb, xm, pool)
+            variants[f"+ {name}"] = ({k: {**v, name: extra[k]} for k, v in comps.items()},
+                                     {**weights, name: weights["layer_maha"]})
+        no_f = {c: w for c, w in weights.items() if c != "feature_residual"}
+        for label in ("shipped", "coreset 512"):
+            variants[f"{label} - feature_residual"] = (variants[label][0], no_f)
+        if args.values:
+            args.values.mkdir(parents=True, exist_ok=True)
+            np.savez(args.values / f"{run.name}.npz", **{f"{k}.{c}": v for k, vals in variants["+ encoder_layer_maha"][0]
+                                                         .items() for c, v in vals.items()},
+                     **{f"{k}.target": y for k, (_, y) in sets.items() if y is not None})
+        check = combine(comps, weights)
+        gap = max(float(np.abs(check[k] - np.asarray(res[k]["anomaly_score"])).max()) for k in check)
+        print(f"{run.name}: recombined shipped vs anomaly_score, largest difference {gap:.1e}", flush=True)
+        for variant, (values, w) in variants.items():
+            scores = combine(values, w)
+            for set_name in ("val", "test"):
+                y = sets[set_name][1]
+                rows.append({"case": run.name, "normal": case["normal_classes"], "seed": case["seed"],
+                             "variant": variant, "set": set_name, "n": len(y),
+                             "roc_auc": roc_auc_score(y, scores[set_name]),
+                             "feature_knn_roc_auc": roc_auc_score(y, values[set_name]["feature_knn"]),
+                             "score_img_s_shipped": sum(len(x) for x, _ in sets.values()) / score_s})
+            print(f"  {variant:24s} val {rows[-2]['roc_auc']:.4f}  test {rows[-1]['roc_auc']:.4f}", flush=True)
         frame = pd.DataFrame(rows)
         frame["machine"] = f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}"
         args.out.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(args.out, index=False)  # after every case: a stopped study keeps what it measured
-    print(pd.DataFrame(rows).pivot_table(index="variant", columns="set", values="roc_auc").to_string())
+    table = pd.DataFrame(rows).pivot_table(index="variant", columns="set", values="roc_auc")
+    print((100 * table).round(2).to_string())
 
 
 if __name__ == "__main__":
