@@ -20,6 +20,7 @@ from anomgan.scoring.memory import knn_distance, mahalanobis_sq
 
 # what a component can need beyond one D pass
 INVERSION = "inversion"  # x_hat = G(z*) from the encoder / iterative / hybrid inversion
+RECONSTRUCTION_FEATURES = "reconstruction_features"  # f_hat = D's features of x_hat: a second D pass
 BANK = "bank"  # D features of normal-training samples (memory bank)
 FEATURE_GAUSSIAN = "feature_gaussian"  # one Gaussian fitted to the bank
 LAYER_GAUSSIANS = "layer_gaussians"  # one Gaussian per D layer, fitted to the bank samples' pooled activations
@@ -36,7 +37,7 @@ class Pass:
     f_x: torch.Tensor  # (B, F) D's features of x
     layers: Optional[list] = None  # per D layer (B, F_i) pooled activations, when a component needs them
     x_hat: Optional[torch.Tensor] = None  # (B, ...) reconstruction, when a component needs it
-    f_hat: Optional[torch.Tensor] = None  # (B, F) D's features of x_hat
+    f_hat: Optional[torch.Tensor] = None  # (B, F) D's features of x_hat, when a component needs them
     residual_norm: str = "l1"  # l1 | l2
     knn_k: int = 5
     layer_maps: Optional[list] = None  # per D layer (B, C_i, h_i, w_i) activations, when a map needs them
@@ -63,7 +64,7 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in (
     Component("residual", frozenset({INVERSION}), lambda p, s: per_sample_residual(p.x, p.x_hat, p.residual_norm),
               "reconstruction error after latent inversion: mean abs(x - G(z*)) (l1) or squared (l2) over pixels "
               "or features"),
-    Component("feature_residual", frozenset({INVERSION}),
+    Component("feature_residual", frozenset({INVERSION, RECONSTRUCTION_FEATURES}),
               lambda p, s: per_sample_feature_residual(p.f_x, p.f_hat),
               "the same error in D's feature space, mean of (f(x) - f(G(z*)))^2"),
     Component("feature_knn", frozenset({BANK}), lambda p, s: knn_distance(p.f_x, s.bank, p.knn_k),

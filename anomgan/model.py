@@ -30,6 +30,7 @@ from anomgan.components import (
     LOCATION_GAUSSIANS,
     MAP_NAMES,
     MAPS,
+    RECONSTRUCTION_FEATURES,
     Pass,
     needs_of,
     ordered,
@@ -256,7 +257,8 @@ class Scorer(nn.Module):
                                     z_dim=self.spec.model_args["z_dim"], f_x=f_x)
                 with torch.no_grad():
                     p.x_hat = res.x_hat.to(self.dtype)
-                    p.f_hat = self.discriminator.features(res.x_hat).to(self.dtype)
+                    if RECONSTRUCTION_FEATURES in self.needs:  # D's second pass: only for components that read it
+                        p.f_hat = self.discriminator.features(res.x_hat).to(self.dtype)
         return p
 
     def select_map_layers(self, maps: list) -> list:

@@ -202,6 +202,24 @@ def test_scorer_forward_is_the_encoder_path(det, digits):
         np.testing.assert_allclose(value.numpy(), want[key], rtol=1e-6, atol=1e-9)
 
 
+def test_d_sees_the_reconstruction_only_for_a_component_that_reads_it(det, digits):
+    from anomgan.training.fit import rescore_with
+    import copy
+
+    x = digits.x[digits.y == "0"]
+    calls = []
+    for weights in ({"d_score": 1.0, "residual": 1.0}, {"d_score": 1.0, "residual": 1.0, "feature_residual": 1.0}):
+        cfg = copy.deepcopy(det.config_)
+        cfg.score.weights = weights
+        scorer = rescore_with(det.scorer_, cfg, x[:60], x[60:])
+        seen = []
+        hook = scorer.discriminator.trunk.register_forward_hook(lambda m, i, o: seen.append(len(o)))
+        scorer.score(scorer.preprocess(torch.from_numpy(x[:7])), Inversion("encoder"))
+        hook.remove()
+        calls.append(seen)
+    assert calls == [[7], [7, 7]]  # D(x) always; D(G(E(x))) only for feature_residual
+
+
 def test_refit_gives_the_new_model_its_own_calibration(digits):
     from conftest import tiny_config
 
