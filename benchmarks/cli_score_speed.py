@@ -34,7 +34,8 @@ from anomgan.training.fit import rescore_with
 
 
 def timed_cli(run: Path, data: Path, out: Path) -> float:
-    cmd = [str(Path(sys.executable).parent / "anomgan"), "score", "--run", str(run), "--input", str(data), "--out", str(out),
+    cmd = [str(Path(sys.executable).parent / "anomgan"), "score", "--run", str(run), "--input", str(data),
+           "--out", str(out),
            "--method", "encoder", "--quiet", "--force", "--device", "cpu"]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True)
@@ -75,7 +76,8 @@ def main() -> None:
             rows.append({"variant": name, "settings": settings, "n": args.n, "seconds_full": float(np.median(full)),
                          "seconds_startup": float(np.median(one)), "images_per_s": args.n / seconds,
                          "run": args.run.name, "repeats": args.repeats,
-                         "machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}"})
+                         "machine": f"{platform.machine()} {torch.get_num_threads()} threads, "
+                                    f"torch {torch.__version__}"})
             print(f"{name:20s} {rows[-1]['images_per_s']:8.0f} img/s (full {rows[-1]['seconds_full']:.1f} s, "
                   f"start-up {rows[-1]['seconds_startup']:.1f} s)", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,8 @@ MNIST_NOTE = ("The models are those of `reports/benchmarks/mnist-cpu-e6.csv` (an
 
 
 CORESET_NOTE = ("Seed 0 only: its 10 models were retrained from scratch by this version (`reports/benchmarks/"
-                "mnist-cpu-s0-retrain.csv`, each on its row of the 0.3 table below) and re-scored with the shipped config "
+                "mnist-cpu-s0-retrain.csv`, each on its row of the 0.3 table below) and re-scored with the shipped "
+                "config "
                 "by `benchmarks/rescore.py`; seeds 1 and 2 were not retrained in this round. The coreset and the "
                 "weights were chosen on other-digit *training* images (`reports/benchmarks/score-levers-mnist.csv`, "
                 "docs/tuning.md). The training times are not comparable with the 0.3 table's: digits 2-5, 7 "

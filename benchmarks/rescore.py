@@ -27,7 +27,6 @@ from anomgan.evaluation.metrics import evaluate_scores
 from anomgan.runs import load_data, score_test_split, split_data
 from anomgan.training.fit import rescore_with
 
-
 SCORES = [c for c in NAMES if ANOMALY_MAP not in COMPONENTS[c].needs]  # map_max needs a run with anomaly maps
 
 

@@ -133,8 +133,9 @@ def main() -> None:
             variants[f"{label} - feature_residual"] = (variants[label][0], no_f)
         if args.values:
             args.values.mkdir(parents=True, exist_ok=True)
-            np.savez(args.values / f"{run.name}.npz", **{f"{k}.{c}": v for k, vals in variants["+ encoder_layer_maha"][0]
-                                                         .items() for c, v in vals.items()},
+            kept = variants["+ encoder_layer_maha"][0]  # every shipped component and the encoder candidate
+            arrays = {f"{k}.{c}": v for k, vals in kept.items() for c, v in vals.items()}
+            np.savez(args.values / f"{run.name}.npz", **arrays,
                      **{f"{k}.target": y for k, (_, y) in sets.items() if y is not None})
         check = combine(comps, weights)
         gap = max(float(np.abs(check[k] - np.asarray(res[k]["anomaly_score"])).max()) for k in check)

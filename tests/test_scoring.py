@@ -139,8 +139,9 @@ def test_coreset_covers_every_cluster_a_random_subset_misses():
 
 
 def test_a_coreset_keeps_that_many_bank_rows_and_every_gaussian_row(det, digits):
-    from anomgan.training.fit import rescore_with
     import copy
+
+    from anomgan.training.fit import rescore_with
 
     cfg = copy.deepcopy(det.config_)
     cfg.score.coreset_size = 16
@@ -203,8 +204,9 @@ def test_scorer_forward_is_the_encoder_path(det, digits):
 
 
 def test_d_sees_the_reconstruction_only_for_a_component_that_reads_it(det, digits):
-    from anomgan.training.fit import rescore_with
     import copy
+
+    from anomgan.training.fit import rescore_with
 
     x = digits.x[digits.y == "0"]
     calls = []
@@ -212,8 +214,8 @@ def test_d_sees_the_reconstruction_only_for_a_component_that_reads_it(det, digit
         cfg = copy.deepcopy(det.config_)
         cfg.score.weights = weights
         scorer = rescore_with(det.scorer_, cfg, x[:60], x[60:])
-        seen = []
-        hook = scorer.discriminator.trunk.register_forward_hook(lambda m, i, o: seen.append(len(o)))
+        seen: list = []
+        hook = scorer.discriminator.trunk.register_forward_hook(lambda m, i, o, seen=seen: seen.append(len(o)))
         scorer.score(scorer.preprocess(torch.from_numpy(x[:7])), Inversion("encoder"))
         hook.remove()
         calls.append(seen)
