@@ -2,7 +2,7 @@
 
     python benchmarks/network_floor.py --run runs/m3 --out reports/benchmarks/network-floor.csv
 
-Times, on 4,096 model-space inputs in batches of 512 under ``torch.inference_mode`` (best of ``--repeats``),
+Times, on 4,096 model-space inputs in batches of 512 under ``torch.inference_mode`` (median of ``--repeats``),
 the run's own D (with its pooled layers, as ``layer_maha`` needs), encoder, G and D's features; then a plain copy
 of D's trunk (spectral norm folded into the weights) in NCHW and channels-last layout, compiled by
 ``torch.compile`` and frozen by ``torch.jit.freeze``: what the networks cost when nothing else does.
@@ -12,23 +12,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 from pathlib import Path
 
 import pandas as pd
 import torch
+from score_profile import timed  # this script's folder is on sys.path
 
 from anomgan import AnoGAN
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def plain_trunk(trunk: torch.nn.Module) -> torch.nn.Sequential:
@@ -77,7 +67,8 @@ def main() -> None:
         frozen = torch.jit.freeze(torch.jit.trace(plain, batches[0]))
         stages["D trunk, torch.jit.freeze"] = lambda: [frozen(b) for b in batches]
         for name, fn in stages.items():
-            seconds = best_time(fn, args.repeats)
+            fn()  # warm-up
+            seconds = timed(fn, args.repeats)
             rows.append({"stage": name, "seconds": seconds, "images_per_s": args.n / seconds, "n": args.n,
                          "machine": f"{platform.machine()} {torch.get_num_threads()} threads, "
                                     f"torch {torch.__version__}"})
