@@ -15,7 +15,6 @@ the first ``--n`` training images of MNIST (all digits, uint8, 28 x 28) and once
 from __future__ import annotations
 
 import argparse
-import platform
 import subprocess
 import sys
 import tempfile
@@ -24,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 import torchvision
+from common import machine_label  # this script's folder is on sys.path
 
 from anomgan import AnoGAN
 from anomgan.config import build_config
@@ -76,8 +75,7 @@ def main() -> None:
             rows.append({"variant": name, "settings": settings, "n": args.n, "seconds_full": float(np.median(full)),
                          "seconds_startup": float(np.median(one)), "images_per_s": args.n / seconds,
                          "run": args.run.name, "repeats": args.repeats,
-                         "machine": f"{platform.machine()} {torch.get_num_threads()} threads, "
-                                    f"torch {torch.__version__}"})
+                         "machine": machine_label()})
             print(f"{name:20s} {rows[-1]['images_per_s']:8.0f} img/s (full {rows[-1]['seconds_full']:.1f} s, "
                   f"start-up {rows[-1]['seconds_startup']:.1f} s)", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,12 +11,11 @@ of D's trunk (spectral norm folded into the weights) in NCHW and channels-last l
 from __future__ import annotations
 
 import argparse
-import platform
 from pathlib import Path
 
 import pandas as pd
 import torch
-from score_profile import timed  # this script's folder is on sys.path
+from common import machine_label, timed  # this script's folder is on sys.path
 
 from anomgan import AnoGAN
 
@@ -70,8 +69,7 @@ def main() -> None:
             fn()  # warm-up
             seconds = timed(fn, args.repeats)
             rows.append({"stage": name, "seconds": seconds, "images_per_s": args.n / seconds, "n": args.n,
-                         "machine": f"{platform.machine()} {torch.get_num_threads()} threads, "
-                                    f"torch {torch.__version__}"})
+                         "machine": machine_label()})
             print(f"{name:32s} {rows[-1]['images_per_s']:8.0f} img/s", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(args.out, index=False)

@@ -28,13 +28,13 @@ samples):
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from common import machine_label  # this script's folder is on sys.path
 from sklearn.metrics import roc_auc_score
 
 from anomgan import AnoGAN
@@ -151,7 +151,7 @@ def main() -> None:
                              "score_img_s_shipped": sum(len(x) for x, _ in sets.values()) / score_s})
             print(f"  {variant:24s} val {rows[-2]['roc_auc']:.4f}  test {rows[-1]['roc_auc']:.4f}", flush=True)
         frame = pd.DataFrame(rows)
-        frame["machine"] = f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}"
+        frame["machine"] = machine_label()
         args.out.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(args.out, index=False)  # after every case: a stopped study keeps what it measured
     table = pd.DataFrame(rows).pivot_table(index="variant", columns="set", values="roc_auc")

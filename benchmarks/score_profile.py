@@ -15,25 +15,16 @@ import argparse
 import os
 import platform
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from common import timed  # this script's folder is on sys.path
 
 from anomgan import AnoGAN, Inversion
 from anomgan.components import COMPONENTS
 from anomgan.runs import run_data
-
-
-def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def main() -> None:
