@@ -22,6 +22,7 @@ from anomgan.scoring.memory import knn_distance, mahalanobis_sq
 INVERSION = "inversion"  # x_hat = G(z*) from the encoder / iterative / hybrid inversion
 RECONSTRUCTION_FEATURES = "reconstruction_features"  # f_hat = D's features of x_hat: a second D pass
 BANK = "bank"  # D features of normal-training samples (memory bank)
+INPUT_BANK = "input_bank"  # the same samples in model space (standardised features / pixels): the data's own bank
 FEATURE_GAUSSIAN = "feature_gaussian"  # one Gaussian fitted to the bank
 LAYER_GAUSSIANS = "layer_gaussians"  # one Gaussian per D layer, fitted to the bank samples' pooled activations
 LOCATION_GAUSSIANS = "location_gaussians"  # per D layer: a mean per location and one covariance (maps)
@@ -48,7 +49,7 @@ class Pass:
 @dataclass(frozen=True)
 class Component:
     name: str
-    needs: frozenset  # of INVERSION, BANK, FEATURE_GAUSSIAN, LAYER_GAUSSIANS
+    needs: frozenset  # of the needs above
     compute: Callable  # (Pass, scorer) -> (B,) tensor
     meaning: str  # one line for docs and the README
 
@@ -86,6 +87,11 @@ def _map_max(p: Pass, scorer) -> torch.Tensor:
 COMPONENTS["map_max"] = Component(
     "map_max", frozenset({ANOMALY_MAP}), _map_max,
     "mean of the top 1 % (score.map_topk) of the anomaly map's pixels: the image score of a local defect")
+
+COMPONENTS["input_knn"] = Component(
+    "input_knn", frozenset({INPUT_BANK}), lambda p, s: knn_distance(p.x.flatten(1), s.input_bank, p.knn_k),
+    "mean distance in model space (standardised features, or pixels in [-1, 1]) to the k nearest normal-training "
+    "samples: kNN on the data itself, no network; the strong baseline of tables, weak on images")
 
 NAMES: tuple = tuple(COMPONENTS)
 

@@ -17,7 +17,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
-from anomgan.components import ANOMALY_MAP, BANK, COMPONENTS, FEATURE_GAUSSIAN, LAYER_GAUSSIANS, MAP_NAMES
+from anomgan.components import ANOMALY_MAP, BANK, COMPONENTS, FEATURE_GAUSSIAN, INPUT_BANK, LAYER_GAUSSIANS, MAP_NAMES
 from anomgan.errors import ConfigError
 
 LOSSES = ("ns", "minimax", "wgan-gp", "hinge")
@@ -96,10 +96,11 @@ class ScoreConfig:
     combination: str = "calibrated"  # calibrated (standardised on normal-validation) | anogan
     # feature_knn: distance in D's feature space to the k nearest normal-training samples (docs/tuning.md);
     # feature_maha: Mahalanobis distance in that space to a Gaussian fitted to the same bank (Ledoit-Wolf);
-    # layer_maha: the same samples seen by every D layer, coarsely pooled, one Gaussian per layer
+    # layer_maha: the same samples seen by every D layer, coarsely pooled, one Gaussian per layer;
+    # input_knn: distance to the k nearest of those samples in model space itself (no network)
     weights: dict = field(default_factory=lambda: {"d_score": 0.5, "residual": 1.0, "feature_residual": 1.0,
                                                    "feature_knn": 5.0, "layer_maha": 10.0})
-    knn_k: int = 5  # neighbours averaged by feature_knn
+    knn_k: int = 5  # neighbours averaged by feature_knn and input_knn
     # anomaly maps (images): map component -> weight in the per-pixel anomaly_map (empty = no maps); the image
     # score reads the map through the map_max component (score.weights.map_max)
     map_weights: dict = field(default_factory=dict)
@@ -108,8 +109,8 @@ class ScoreConfig:
     # deepest (-1 = the 4x4 layer); the second layer was best on synthetic defects of normal images (docs/tuning.md)
     map_layers: list = field(default_factory=lambda: [1])
     bank_size: int = 4096  # normal-training samples whose D features the run keeps for the bank components (0 = none)
-    # feature_knn's bank reduced to this many rows by greedy k-center selection (PatchCore's coreset) out of the
-    # bank_size samples; the Gaussians still see them all. 0 = keep every row
+    # feature_knn's (and input_knn's) bank reduced to this many rows by greedy k-center selection (PatchCore's
+    # coreset) out of the bank_size samples; the Gaussians still see them all. 0 = keep every row
     coreset_size: int = 0
     threshold_quantile: float = 0.95  # threshold = this quantile of normal-validation anomaly scores
     batch_size: int = 256  # scoring batch size (memory bound)
@@ -316,7 +317,7 @@ def validate(cfg: Config) -> Config:
     need(s.coreset_size >= 0, "score.coreset_size", "must be >= 0 (0 = the whole bank)", s.coreset_size)
     for name, w in s.weights.items():
         needs = COMPONENTS[name].needs
-        if w and BANK in needs:
+        if w and needs & {BANK, INPUT_BANK}:
             need(s.bank_size > 0, "score.bank_size",
                  f"above 0 while score.weights.{name} is above 0 (no bank, no {name})", s.bank_size)
         if w and needs & {FEATURE_GAUSSIAN, LAYER_GAUSSIANS}:

@@ -25,6 +25,7 @@ from anomgan.components import (
     BANK,
     COMPONENTS,
     FEATURE_GAUSSIAN,
+    INPUT_BANK,
     INVERSION,
     LAYER_GAUSSIANS,
     LOCATION_GAUSSIANS,
@@ -148,7 +149,8 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
 class Scorer(nn.Module):
     """G (EMA), D, E, preprocessing and fitted normal statistics; scores batches of raw samples.
 
-    Buffers: ``bank`` (N, F) D features of normal-training samples; ``feature_gaussian`` and ``layer_gaussians``
+    Buffers: ``bank`` (N, F) D features of normal-training samples; ``input_bank`` (N', D) such samples in
+    model space, flattened; ``feature_gaussian`` and ``layer_gaussians``
     (Gaussian modules); ``calibration_x`` (N_val, ...) model-space normal-validation samples; ``weights`` (K,);
     ``calibrations[key]`` per inversion setting. Absent statistics are ``None`` / empty.
     """
@@ -162,6 +164,7 @@ class Scorer(nn.Module):
         self.generator, self.discriminator, self.encoder = build_models(spec.model_args)
         self.preprocess = Preprocess(spec.preprocess)
         self.register_buffer("bank", None)
+        self.register_buffer("input_bank", None)
         self.register_buffer("calibration_x", None)
         self.register_buffer("weights", torch.tensor([float(spec.weights.get(c, 0.0)) for c in self.components],
                                                      dtype=torch.float64))
@@ -183,8 +186,9 @@ class Scorer(nn.Module):
         state = {**state}
         for name in ("weights", "map_weights"):  # follow from the spec; a run saved before one existed lacks it
             state.setdefault(name, getattr(scorer, name))
-        if "bank" in state:
-            scorer.bank = torch.zeros(state["bank"].shape, dtype=state["bank"].dtype)
+        for name in ("bank", "input_bank"):
+            if name in state:
+                setattr(scorer, name, torch.zeros(state[name].shape, dtype=state[name].dtype))
         if "calibration_x" in state:
             scorer.calibration_x = torch.zeros(state["calibration_x"].shape, dtype=state["calibration_x"].dtype)
         if "feature_gaussian.mean" in state:
@@ -224,7 +228,8 @@ class Scorer(nn.Module):
 
     def missing_statistics(self) -> list[str]:
         """The fitted statistics the active components need but the scorer lacks (fit_normal_statistics adds them)."""
-        have = {BANK: self.bank is not None, FEATURE_GAUSSIAN: self.feature_gaussian is not None,
+        have = {BANK: self.bank is not None, INPUT_BANK: self.input_bank is not None,
+                FEATURE_GAUSSIAN: self.feature_gaussian is not None,
                 LAYER_GAUSSIANS: len(self.layer_gaussians) > 0, LOCATION_GAUSSIANS: len(self.location_gaussians) > 0}
         return sorted(n for n in self.needs if n in have and not have[n])
 

@@ -10,11 +10,13 @@ Each ``--variant NAME=KEY=VALUE[;KEY=VALUE]`` gives the run's networks a scorer 
 temporary folder; an empty setting scores the run as it is. For each, the command runs ``--repeats`` times on
 the first ``--n`` training images of MNIST (all digits, uint8, 28 x 28) and once per repeat on one image:
 ``images_per_s`` = n / (median full time - median one-image time), so import and model loading are left out.
+``--run`` repeats as ``LABEL=PATH``: every variant is then timed on each run (e.g. models of two widths).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import subprocess
 import sys
 import tempfile
@@ -43,7 +45,7 @@ def timed_cli(run: Path, data: Path, out: Path) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", type=Path, required=True)
+    ap.add_argument("--run", action="append", required=True, help="PATH or LABEL=PATH (repeatable)")
     ap.add_argument("--data-root", default="../shared/data")
     ap.add_argument("--variant", action="append", default=None, help="NAME=KEY=VALUE[;KEY=VALUE] (repeatable)")
     ap.add_argument("--n", type=int, default=20000)
@@ -56,16 +58,18 @@ def main() -> None:
         x = torchvision.datasets.MNIST(args.data_root, train=True, download=False).data[: args.n].numpy()
         np.save(tmp / "x.npy", x)
         np.save(tmp / "one.npy", x[:1])
-        for spec in args.variant or ["shipped="]:
+        runs = [(r.partition("=")[0], Path(r.partition("=")[2])) if "=" in r else (Path(r).name, Path(r))
+                for r in args.run]
+        for (label, source), spec in itertools.product(runs, args.variant or ["shipped="]):
             name, _, settings = spec.partition("=")
-            run = args.run
+            run = source
             if settings:
-                det = AnoGAN.load(args.run, device="cpu")
+                det = AnoGAN.load(source, device="cpu")
                 ds, sp = run_data(det, args.data_root)
                 cfg = build_config(base=det.config_.to_dict(), overrides=settings.split(";"))
                 det.scorer_ = rescore_with(det.scorer_, cfg, ds.x[sp.train], ds.x[sp.val])
                 det.config_ = cfg
-                run = tmp / name.replace(" ", "_")
+                run = tmp / f"{label}-{name}".replace(" ", "_").replace("/", "_")
                 det.save(run)
             full, one = [], []
             for _ in range(args.repeats):
@@ -74,9 +78,9 @@ def main() -> None:
             seconds = float(np.median(full) - np.median(one))
             rows.append({"variant": name, "settings": settings, "n": args.n, "seconds_full": float(np.median(full)),
                          "seconds_startup": float(np.median(one)), "images_per_s": args.n / seconds,
-                         "run": args.run.name, "repeats": args.repeats,
+                         "run": label, "repeats": args.repeats,
                          "machine": machine_label()})
-            print(f"{name:20s} {rows[-1]['images_per_s']:8.0f} img/s (full {rows[-1]['seconds_full']:.1f} s, "
+            print(f"{label} {name:20s} {rows[-1]['images_per_s']:8.0f} img/s (full {rows[-1]['seconds_full']:.1f} s, "
                   f"start-up {rows[-1]['seconds_startup']:.1f} s)", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(args.out, index=False)

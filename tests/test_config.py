@@ -66,6 +66,8 @@ def test_bank_components_need_a_bank():
 
     with pytest.raises(ConfigError, match="score.bank_size"):
         build_config(overrides=["score.bank_size=0"])
+    with pytest.raises(ConfigError, match="no bank, no input_knn"):
+        build_config(overrides=["score.bank_size=0", "score.weights={residual: 1.0, input_knn: 1.0}"])
     with pytest.raises(ConfigError, match="feature_maha"):
         build_config(overrides=["score.bank_size=1", "score.weights={residual: 1.0, feature_maha: 1.0}"])
     with pytest.raises(ConfigError, match="layer_maha"):

@@ -154,6 +154,36 @@ def test_a_coreset_keeps_that_many_bank_rows_and_every_gaussian_row(det, digits)
     assert all(tuple(r.tolist()) in rows for r in small.bank)  # the coreset is a subset of the bank
 
 
+def test_input_knn_is_the_distance_to_the_nearest_training_inputs_and_survives_a_save(det, digits, tmp_path):
+    import copy
+
+    from sklearn.neighbors import NearestNeighbors
+
+    from anomgan.training.fit import rescore_with
+
+    cfg = copy.deepcopy(det.config_)
+    cfg.score.weights = {**cfg.score.weights, "input_knn": 5.0}
+    x = digits.x[digits.y == "0"]
+    scorer = rescore_with(det.scorer_, cfg, x[:60], x[60:])
+    bank = _model_space(det, x[:60]).flatten(1).numpy()
+    assert scorer.input_bank.shape == bank.shape  # the bank samples in model space, not D's features
+    queries = digits.x[:50]
+    nn = NearestNeighbors(n_neighbors=cfg.score.knn_k).fit(bank)
+    want = nn.kneighbors(_model_space(det, queries).flatten(1).numpy())[0].mean(1)
+    with_knn = copy.deepcopy(det)
+    with_knn.scorer_, with_knn.config_ = scorer, cfg
+    got = with_knn.score_components(queries, "encoder")["input_knn"]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    with_knn.save(tmp_path / "run")
+    again = AnoGAN.load(tmp_path / "run", device="cpu").score_components(queries, "encoder")
+    np.testing.assert_array_equal(again["input_knn"], got)
+    cfg.score.coreset_size = 16
+    small = rescore_with(det.scorer_, cfg, x[:60], x[60:])
+    assert len(small.input_bank) == 16
+    rows = {tuple(r.tolist()) for r in scorer.input_bank}
+    assert all(tuple(r.tolist()) in rows for r in small.input_bank)
+
+
 def _calibration(values: dict, components) -> Calibration:
     return Calibration(torch.tensor([values[c] for c in components], dtype=torch.float64).T)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from anomgan.components import BANK, FEATURE_GAUSSIAN, LAYER_GAUSSIANS, LOCATION_GAUSSIANS
+from anomgan.components import BANK, FEATURE_GAUSSIAN, INPUT_BANK, LAYER_GAUSSIANS, LOCATION_GAUSSIANS
 from anomgan.model import Gaussian, Inversion, LocationGaussian, Scorer
 
 
@@ -65,15 +65,21 @@ def fit_normal_statistics(scorer: Scorer, x_train: torch.Tensor, bank_size: int,
                           batch_size: int = 256, coreset_size: int = 0) -> Scorer:
     """Fit, from up to ``bank_size`` model-space normal-training samples (a seeded subset), the statistics the
     scorer's components need; the previous ones and every calibration are dropped. ``coreset_size`` > 0 keeps
-    only that many of the bank's rows (``coreset_indices``) for the bank components; the Gaussians see them all."""
-    scorer.bank, scorer.feature_gaussian = None, None
+    only that many of the bank's rows (``coreset_indices``) for the bank components; the Gaussians see them all.
+    ``input_knn``'s bank holds the same samples in model space, reduced by its own coreset in that space."""
+    scorer.bank, scorer.input_bank, scorer.feature_gaussian = None, None, None
     scorer.layer_gaussians = torch.nn.ModuleList()
     scorer.location_gaussians = torch.nn.ModuleList()
     scorer.calibrations = torch.nn.ModuleDict()
-    want = scorer.needs & {BANK, FEATURE_GAUSSIAN, LAYER_GAUSSIANS, LOCATION_GAUSSIANS}
+    want = scorer.needs & {BANK, INPUT_BANK, FEATURE_GAUSSIAN, LAYER_GAUSSIANS, LOCATION_GAUSSIANS}
     if not want or bank_size == 0:
         return scorer
     idx = bank_indices(len(x_train), bank_size, seed)
+    if INPUT_BANK in want:
+        rows = x_train[idx].to(scorer.device, scorer.dtype).flatten(1)
+        scorer.input_bank = rows[coreset_indices(rows, coreset_size).to(rows.device)]
+        if not want - {INPUT_BANK}:
+            return scorer
     feats, layer_parts = [], []
     location_acts = []  # per batch: the map layers' activations (B, C, h, w)
     for i in range(0, len(idx), batch_size):
