@@ -20,7 +20,9 @@ samples):
 - ``+ encoder_layer_maha``: the encoder's trunk layers pooled 2x2, one Ledoit-Wolf Gaussian each on the bank's
   images, d^2/dim summed (``layer_maha``'s recipe on E), added with ``layer_maha``'s weight;
 - ``+ layer_maha_pool4``: D's layers pooled 4x4 instead of 2x2, added likewise;
-- ``- feature_residual``: without the component that costs the second D pass (on the reconstruction).
+- ``- feature_residual``: without the component that costs the second D pass (on the reconstruction);
+- ``+ input_knn W``: ``input_knn`` (kNN on the images themselves, model space, the run's coreset size) added at
+  weight W.
 
 ``shipped`` recomputed this way equals the scorer's own ``anomaly_score`` (checked: largest difference printed).
 """
@@ -45,6 +47,7 @@ from anomgan.training.normal_stats import bank_indices, coreset_indices, fit_gau
 
 CORESETS = (2048, 1024, 512, 256, 128)
 RANDOM = (1024, 512)
+INPUT_KNN_WEIGHTS = (2.0, 5.0)
 
 
 def trunk_layers(trunk: torch.nn.Module, x: torch.Tensor, pool: int) -> list[torch.Tensor]:
@@ -128,6 +131,12 @@ def main() -> None:
             extra = layer_maha(trunk, xb, xm, pool)
             variants[f"+ {name}"] = ({k: {**v, name: extra[k]} for k, v in comps.items()},
                                      {**weights, name: weights["layer_maha"]})
+        flat = xb.flatten(1)  # input_knn as the library builds it: the bank samples in model space, own coreset
+        inputs = flat[coreset_indices(flat, det.config_.score.coreset_size)]
+        knn = {k: knn_distance(x.flatten(1), inputs, scorer.spec.knn_k).double().numpy() for k, x in xm.items()}
+        for w in INPUT_KNN_WEIGHTS:
+            variants[f"+ input_knn {w:g}"] = ({k: {**v, "input_knn": knn[k]} for k, v in comps.items()},
+                                              {**weights, "input_knn": w})
         no_f = {c: w for c, w in weights.items() if c != "feature_residual"}
         for label in ("shipped", "coreset 512"):
             variants[f"{label} - feature_residual"] = (variants[label][0], no_f)

@@ -18,6 +18,7 @@ import pandas as pd
 from tabular import TABLES, evaluate  # this script's folder is on sys.path
 
 NO_D = "score.weights={residual: 1.0, feature_residual: 1.0, feature_knn: 5.0, layer_maha: 10.0}"
+SHIPPED = "d_score: 0.5, residual: 1.0, feature_residual: 1.0, feature_knn: 5.0, layer_maha: 10.0"
 VARIANTS = {
     "shipped": [],
     "- d_score": [NO_D],
@@ -28,6 +29,10 @@ VARIANTS = {
     "depth 3": ["model.depth=3"],
     "val_fraction 0.25": ["data.val_fraction=0.25"],
     "method encoder": ["score.method=encoder"],
+    "+ input_knn 5": [f"score.weights={{{SHIPPED}, input_knn: 5.0}}"],
+    "+ input_knn 10": [f"score.weights={{{SHIPPED}, input_knn: 10.0}}"],
+    "+ input_knn 20": [f"score.weights={{{SHIPPED}, input_knn: 20.0}}"],
+    "input_knn alone": ["score.weights={input_knn: 1.0}"],
 }
 
 
