@@ -32,6 +32,8 @@ VARIANTS = {
     "+ input_knn 5": [f"score.weights={{{SHIPPED}, input_knn: 5.0}}"],
     "+ input_knn 10": [f"score.weights={{{SHIPPED}, input_knn: 10.0}}"],
     "+ input_knn 20": [f"score.weights={{{SHIPPED}, input_knn: 20.0}}"],
+    "+ input_knn 40": [f"score.weights={{{SHIPPED}, input_knn: 40.0}}"],
+    "+ input_knn 20 & val_fraction 0.25": [f"score.weights={{{SHIPPED}, input_knn: 20.0}}", "data.val_fraction=0.25"],
     "input_knn alone": ["score.weights={input_knn: 1.0}"],
 }
 
