@@ -81,6 +81,8 @@ def run_benchmark(cfg: Config, protocol: str, classes: Optional[list], seeds: li
     method = method or cfg.score.method
     done = pd.read_csv(out, dtype={"normal_classes": str, "anomalous_classes": str}) if out.is_file() else \
         pd.DataFrame()
+    # earlier versions wrote the frame's index too, and each resume added one more such column
+    done = done.loc[:, ~done.columns.astype(str).str.startswith("Unnamed:")]
     finished = set(map(tuple, done[KEY].astype(str).to_numpy())) if len(done) else set()
     runs_dir = Path(runs_dir) if runs_dir else out.parent / f"{out.stem}.runs"
     rows = done.to_dict("records")
@@ -113,7 +115,7 @@ def run_benchmark(cfg: Config, protocol: str, classes: Optional[list], seeds: li
                    "f1": overall.loc["anomaly_score", "f1"], "train_seconds": train_seconds,
                    "score_seconds": score_seconds, "n_train": len(splits.train), "n_test": len(splits.test)}
             rows.append(row)
-            atomic_write(out, pd.DataFrame(rows).to_csv)  # durable after every case
+            atomic_write(out, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))  # durable after every case
             if on_case:
                 on_case(row)
     cases = pd.DataFrame(rows)

@@ -101,6 +101,45 @@ def peers_lines(path: Path, label: str) -> list[str]:
             f"`{path.relative_to(ROOT)}`): " + ", ".join(f"{m} {_pct(v)}" for m, v in means.items()) + "."]
 
 
+W8_NOTE = ("Not the shipped config: the fast point of the trade-off (docs/tuning.md). Trained from scratch by this "
+           "version, alone on the machine, shipped scoring. Its seed 0 matched width 16 on other-digit training "
+           "images (98.56 vs 98.60), but seeds 1 and 2 fell to 97.92 and 97.87 there "
+           "(`reports/benchmarks/score-levers-mnist-w8.csv`), so `configs/mnist.yaml` keeps width 16.")
+
+
+def tabular_lines(path: Path) -> list[str]:
+    """The tables of ``benchmarks/tabular.py``: the default and its components against the two peers."""
+    t = pd.read_csv(path)
+    cols = [f"{c}_roc_auc" for c in COMPONENTS if f"{c}_roc_auc" in t] + ["default", "peer_knn",
+                                                                         "peer_isolation_forest"]
+    labels = {"default": "**anomgan** (`configs/tabular.yaml`)", "peer_knn": "peer: kNN (k = 5)",
+              "peer_isolation_forest": "peer: IsolationForest"}
+    g = t.groupby("table", sort=False)
+    lines = [f"**Tables** (scikit-learn's own data sets, `configs/tabular.yaml`, test rows, ROC-AUC %, mean ± std "
+             f"over seeds {','.join(map(str, sorted(t.seed.unique())))}; `{path.relative_to(ROOT)}`, "
+             "`benchmarks/tabular.py`; the settings were chosen on separate validation rows, "
+             "`reports/benchmarks/tabular-levers.csv`)", "",
+             "| | " + " | ".join(g.groups) + " |", "|---|" + "---|" * len(g.groups)]
+    for col in cols:
+        label = labels.get(col, f"component: {col.removesuffix('_roc_auc')}")
+        lines.append(f"| {label} | " + " | ".join(f"{_pct(m)} ± {_pct(s)}" for m, s in
+                                                    zip(g[col].mean(), g[col].std().fillna(0))) + " |")
+    return lines
+
+
+def cli_speed_lines(path: Path, what: str) -> list[str]:
+    if not path.exists():
+        return []
+    c = pd.read_csv(path)
+    lines = [f"**`anomgan score --method encoder` as a user runs it, {what}** ({c.n.iloc[0]:,} MNIST images as a "
+             f"uint8 `.npy` to CSV, digit-3 seed-0 model, 2-core CPU, median of {c.repeats.iloc[0]} runs minus the "
+             f"median one-image run, i.e. start-up aside; `{path.relative_to(ROOT)}`, "
+             "`benchmarks/cli_score_speed.py`)", "",
+             "| model | scorer | images/s | full run s | start-up s |", "|---|---|---|---|---|"]
+    return lines + [f"| {r.run} | {r.variant} | {r.images_per_s:,.0f} | {r.seconds_full:.1f} | "
+                    f"{r.seconds_startup:.1f} |" for r in c.itertuples()]
+
+
 def main() -> None:
     out: list[str] = []
     out += one_class_table(B / "digits-one-class.csv", "scikit-learn digits, `configs/digits.yaml`, 2-core CPU",
@@ -115,22 +154,18 @@ def main() -> None:
         B / "mnist-cpu-e6-layer.csv", "MNIST, the 0.3 scoring of the same config (whole 4,096-row bank, weights "
         "0.5/1/1/knn 5/layer 10), 2-core CPU", note=MNIST_NOTE)
     out += [""] + peers_lines(B / "peers-mnist.csv", "MNIST")
+    out += [""] + one_class_table(
+        B / "mnist-cpu-w8.csv", "MNIST at `--set model.width=8`, otherwise `configs/mnist.yaml`, 2-core CPU",
+        note=W8_NOTE)
+    out += [""] + tabular_lines(B / "tabular.csv")
     sp = pd.read_csv(B / "score_speed.csv")
     old = B / "score_speed-0.1.csv"
     old_ips = pd.read_csv(old).set_index("method").images_per_s if old.exists() else {}
     out += [""] + mvtec_lines(B / "mvtec.csv")
     out += [""] + resolution_lines(B / "mvtec.csv", B / "mvtec-256.csv")
     out += [""] + deploy_lines(B / "deploy.csv")
-    cli = B / "cli-score-speed.csv"
-    if cli.exists():
-        c = pd.read_csv(cli)
-        out += ["", f"**`anomgan score --method encoder` as a user runs it** ({c.n.iloc[0]:,} MNIST images as a "
-                f"uint8 `.npy` to CSV, digit-3 seed-0 model, 2-core CPU, median of {c.repeats.iloc[0]} runs minus "
-                "the median one-image run, i.e. start-up aside; `reports/benchmarks/cli-score-speed.csv`, "
-                "`benchmarks/cli_score_speed.py`)", "",
-                "| scorer | images/s | full run s | start-up s |", "|---|---|---|---|"]
-        out += [f"| {r.variant} | {r.images_per_s:,.0f} | {r.seconds_full:.1f} | {r.seconds_startup:.1f} |"
-                for r in c.itertuples()]
+    out += [""] + cli_speed_lines(B / "cli-score-speed.csv", "round two's scoring (a slow day)")
+    out += [""] + cli_speed_lines(B / "cli-score-speed-width.csv", "width 16 against width 8")
     out += ["", "**Scoring speed on the 2-core CPU** (`configs/mnist.yaml`'s digit-3 seed-0 model, its weighted "
             "components, 256 balanced test images, `reports/benchmarks/score_speed.csv`; the last column is anomgan "
             "0.1 on the same model in the same session, `score_speed-0.1.csv`: this machine's speed drifts between "

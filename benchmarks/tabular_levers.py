@@ -2,7 +2,7 @@
 
     python benchmarks/tabular_levers.py --out reports/benchmarks/tabular-levers.csv
 
-Each variant is the config with a few keys overridden (``VARIANTS``), trained per table and seed of
+Each variant is the config with the 0.3 weights and a few keys overridden (``VARIANTS``), trained per table and seed of
 ``benchmarks/tabular.py`` on its training rows and scored on its validation rows (15 % of the normal rows and half
 of the anomalous ones) and its test rows (reported, never chosen from). One CSV row per variant, table, seed and
 part with each component's ROC-AUC, the calibrated score's ("default") and the two peers'.
@@ -18,9 +18,10 @@ import pandas as pd
 from tabular import TABLES, evaluate  # this script's folder is on sys.path
 
 NO_D = "score.weights={residual: 1.0, feature_residual: 1.0, feature_knn: 5.0, layer_maha: 10.0}"
-SHIPPED = "d_score: 0.5, residual: 1.0, feature_residual: 1.0, feature_knn: 5.0, layer_maha: 10.0"
+WEIGHTS_03 = "d_score: 0.5, residual: 1.0, feature_residual: 1.0, feature_knn: 5.0, layer_maha: 10.0"
+BASE = f"score.weights={{{WEIGHTS_03}}}"  # every variant starts from the 0.3 weights, whatever the config says
 VARIANTS = {
-    "shipped": [],
+    "0.3 default": [],
     "- d_score": [NO_D],
     "300 epochs": ["train.epochs=300", "encoder.epochs=300"],
     "wgan-gp": ["train.loss=wgan-gp", "train.n_critic=2"],
@@ -29,11 +30,12 @@ VARIANTS = {
     "depth 3": ["model.depth=3"],
     "val_fraction 0.25": ["data.val_fraction=0.25"],
     "method encoder": ["score.method=encoder"],
-    "+ input_knn 5": [f"score.weights={{{SHIPPED}, input_knn: 5.0}}"],
-    "+ input_knn 10": [f"score.weights={{{SHIPPED}, input_knn: 10.0}}"],
-    "+ input_knn 20": [f"score.weights={{{SHIPPED}, input_knn: 20.0}}"],
-    "+ input_knn 40": [f"score.weights={{{SHIPPED}, input_knn: 40.0}}"],
-    "+ input_knn 20 & val_fraction 0.25": [f"score.weights={{{SHIPPED}, input_knn: 20.0}}", "data.val_fraction=0.25"],
+    "+ input_knn 5": [f"score.weights={{{WEIGHTS_03}, input_knn: 5.0}}"],
+    "+ input_knn 10": [f"score.weights={{{WEIGHTS_03}, input_knn: 10.0}}"],
+    "+ input_knn 20": [f"score.weights={{{WEIGHTS_03}, input_knn: 20.0}}"],
+    "+ input_knn 40": [f"score.weights={{{WEIGHTS_03}, input_knn: 40.0}}"],
+    "+ input_knn 20 & val_fraction 0.25": [f"score.weights={{{WEIGHTS_03}, input_knn: 20.0}}",
+                                           "data.val_fraction=0.25"],
     "input_knn alone": ["score.weights={input_knn: 1.0}"],
 }
 
@@ -54,7 +56,7 @@ def main() -> None:
         for name in args.tables.split(","):
             for seed in map(int, args.seeds.split(",")):
                 start = time.perf_counter()
-                for row in evaluate(args.config, name, seed, VARIANTS[variant], parts=("val", "test")):
+                for row in evaluate(args.config, name, seed, [BASE, *VARIANTS[variant]], parts=("val", "test")):
                     rows.append({"variant": variant, **row, "fit_score_s": time.perf_counter() - start})
         frame = pd.DataFrame(rows)
         frame.to_csv(args.out.with_suffix(".tmp"), index=False)

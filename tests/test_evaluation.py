@@ -93,7 +93,9 @@ def test_benchmark_resume_skips_finished_cases(tmp_path, monkeypatch):
     monkeypatch.setattr(fit, "fit_detector", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
     second = bm.run_benchmark(cfg, "one-class", [1, 2, 3], [0], out, method="encoder")
     assert second.skipped == 2 and len(calls) == 1
-    assert pd.read_csv(out).normal_classes.astype(str).tolist() == ["1", "2", "3"]
+    again = pd.read_csv(out)
+    assert again.normal_classes.astype(str).tolist() == ["1", "2", "3"]
+    assert list(again.columns) == list(first.cases.columns)  # no index column piling up over resumes
 
 
 def test_leave_one_out_cases():
