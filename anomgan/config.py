@@ -108,7 +108,7 @@ class ScoreConfig:
     # D layers whose per-location Gaussians make layer_maha_map, counted from the input (0, 1, ...) or from the
     # deepest (-1 = the 4x4 layer); the second layer was best on synthetic defects of normal images (docs/tuning.md)
     map_layers: list = field(default_factory=lambda: [1])
-    bank_size: int = 4096  # normal-training samples whose D features the run keeps for the bank components (0 = none)
+    bank_size: int = 4096  # normal-training samples the run keeps (D features; inputs for input_knn); 0 = none
     # feature_knn's (and input_knn's) bank reduced to this many rows by greedy k-center selection (PatchCore's
     # coreset) out of the bank_size samples; the Gaussians still see them all. 0 = keep every row
     coreset_size: int = 0

@@ -78,10 +78,11 @@ def test_tabular_export_takes_raw_features(tmp_path):
                  device="cpu").fit(x)
     det.save(tmp_path / "run")
     res = export_run(tmp_path / "run", tmp_path / "t.onnx")
-    assert "input_knn" in next(OnnxDetector(tmp_path / "t.onnx").iter_scores([x[:4]]))  # the data's bank too
+    exported = OnnxDetector(tmp_path / "t.onnx")
+    assert "input_knn" in next(exported.iter_scores([x[:4]]))  # the data's bank too
     assert res["max_score_diff"] <= res["score_bound"]
     test = np.vstack([x[:20], x[:20] + 12.0])
-    got = OnnxDetector(tmp_path / "t.onnx").anomaly_score(test)
+    got = exported.anomaly_score(test)
     assert agree(got, det.anomaly_score(test, method="encoder")) < 1e-3
 
 
