@@ -71,6 +71,7 @@ class TrainConfig:
     gp_every: int = 1  # lazy regularisation: penalty on every k-th D step, weighted k * gp_weight
     ema_decay: float = 0.999  # EMA of G weights used for sampling and scoring; 0 disables
     augment: bool = False  # DiffAugment-style translation+cutout on D inputs (small data sets)
+    consistency: float = 0.0  # bCR weight (Zhao et al. 2021): (D(x) - D(shift(x)))^2 on real and fake images; 0 = off
     sample_every: int = 5  # save a sample grid every N epochs (and at the end)
     amp: bool = False  # mixed precision on CUDA (bf16); ignored on CPU
     seed: int = 0  # seeds splits, weights, noise: same seed on CPU -> identical run
@@ -281,6 +282,7 @@ def validate(cfg: Config) -> Config:
     need(t.n_critic >= 1, "train.n_critic", "at least 1", t.n_critic)
     need(t.gp_weight >= 0, "train.gp_weight", "must be >= 0", t.gp_weight)
     need(t.gp_every >= 1, "train.gp_every", "at least 1", t.gp_every)
+    need(t.consistency >= 0, "train.consistency", "0 (off) or more", t.consistency)
     need(0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1)", t.ema_decay)
     need(t.sample_every >= 1, "train.sample_every", "at least 1", t.sample_every)
     need(t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:"), "train.device", "auto, cpu or cuda",

@@ -10,7 +10,7 @@ from anomgan.errors import OutputError, TrainingDiverged
 from anomgan.run_format import load_run
 from anomgan.runs import train_run
 from anomgan.training import losses
-from anomgan.training.stabilisers import diff_augment
+from anomgan.training.stabilisers import diff_augment, translate
 
 from conftest import tiny_config
 
@@ -138,6 +138,35 @@ def test_diff_augment_keeps_shape_and_changes_content():
     x = torch.rand(6, 1, 8, 8) * 2 - 1
     y = diff_augment(x, torch.Generator().manual_seed(0))
     assert y.shape == x.shape and not torch.equal(x, y)
+
+
+def test_translate_moves_each_image_by_at_most_an_eighth_and_leaves_tables_alone():
+    x = -torch.ones(64, 1, 16, 16)
+    x[:, 0, 8, 8] = 1.0  # one white pixel in the middle of a black image
+    y = translate(x, torch.Generator().manual_seed(0))
+    rows, cols = (y[:, 0] == 1.0).nonzero()[:, 1:].T
+    assert len(rows) == 64  # every image keeps its pixel: the shift never pushes it out
+    assert (rows - 8).abs().max() <= 2 and (cols - 8).abs().max() <= 2  # 16 / 8 = 2 pixels at most
+    assert ((rows != 8) | (cols != 8)).sum() > 32  # most images did move
+    table = torch.randn(5, 4)
+    assert translate(table) is table
+
+
+def test_consistency_regularisation_makes_d_agree_with_itself_under_a_shift(digits):
+    x = digits.x[digits.y == "0"]
+
+    def shift_disagreement(consistency):
+        cfg = tiny_config(train__loss="wgan-gp", train__n_critic=2, train__epochs=4, encoder__epochs=0,
+                          train__consistency=consistency)
+        det = AnoGAN(config=cfg).fit(x)
+        D = det.scorer_.discriminator.eval()
+        real = det.preprocessor_.transform(x)
+        with torch.no_grad():
+            out = D(real).flatten()
+            moved = D(translate(real, torch.Generator().manual_seed(1))).flatten()
+        return float((out - moved).abs().mean() / out.std())
+
+    assert shift_disagreement(50.0) < 0.5 * shift_disagreement(0.0)
 
 
 def test_lazy_gradient_penalty_runs_on_every_kth_critic_step(digits, monkeypatch):

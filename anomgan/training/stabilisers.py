@@ -1,4 +1,5 @@
-"""EMA of generator weights and DiffAugment-style augmentation of discriminator inputs."""
+"""EMA of generator weights, DiffAugment-style augmentation of discriminator inputs and the shift that consistency
+regularisation compares D's verdicts under."""
 
 from __future__ import annotations
 
@@ -27,13 +28,7 @@ def diff_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> t
         return x
     b, _, h, w = x.shape
     dev = x.device
-    r = max(1, round(h / 8))
-    sy = torch.randint(-r, r + 1, (b, 1, 1), device=dev, generator=generator)
-    sx = torch.randint(-r, r + 1, (b, 1, 1), device=dev, generator=generator)
-    gy = torch.arange(h, device=dev).view(1, h, 1) + sy + r  # (B, H, 1) rows into the padded image
-    gx = torch.arange(w, device=dev).view(1, 1, w) + sx + r  # (B, 1, W)
-    padded = F.pad(x, (r, r, r, r), value=-1.0)
-    x = padded[torch.arange(b, device=dev).view(b, 1, 1), :, gy, gx].permute(0, 3, 1, 2)  # (B, C, H, W)
+    x = translate(x, generator)
     ch, cw = max(1, h // 2), max(1, w // 2)
     cy = torch.randint(0, h, (b, 1, 1), device=dev, generator=generator)
     cx = torch.randint(0, w, (b, 1, 1), device=dev, generator=generator)
@@ -41,3 +36,19 @@ def diff_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> t
     xs = torch.arange(w, device=dev).view(1, 1, w)
     hole = ((ys - cy).abs() <= ch // 2) & ((xs - cx).abs() <= cw // 2)  # (B, H, W)
     return x * (~hole).unsqueeze(1).to(x.dtype)
+
+
+def translate(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Shift each image by up to 1/8 of its size in each direction, filling with -1 (black); differentiable in x.
+    x: (B, C, H, W) in [-1, 1]; other shapes (tables) come back unchanged."""
+    if x.dim() != 4:
+        return x
+    b, _, h, w = x.shape
+    dev = x.device
+    r = max(1, round(h / 8))
+    sy = torch.randint(-r, r + 1, (b, 1, 1), device=dev, generator=generator)
+    sx = torch.randint(-r, r + 1, (b, 1, 1), device=dev, generator=generator)
+    gy = torch.arange(h, device=dev).view(1, h, 1) + sy + r  # (B, H, 1) rows into the padded image
+    gx = torch.arange(w, device=dev).view(1, 1, w) + sx + r  # (B, 1, W)
+    padded = F.pad(x, (r, r, r, r), value=-1.0)
+    return padded[torch.arange(b, device=dev).view(b, 1, 1), :, gy, gx].permute(0, 3, 1, 2)  # (B, C, H, W)

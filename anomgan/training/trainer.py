@@ -24,7 +24,7 @@ from anomgan.errors import TrainingDiverged
 from anomgan.models import build_models
 from anomgan.progress import ProgressBar
 from anomgan.training import losses
-from anomgan.training.stabilisers import diff_augment, update_ema
+from anomgan.training.stabilisers import diff_augment, translate, update_ema
 
 
 @dataclass
@@ -186,6 +186,9 @@ class Trainer:
                     out = D(torch.cat([self._augment(real), self._augment(fake.detach())]))
                     out_real, out_fake = out[:b].float(), out[b:].float()
                     d_loss = losses.d_loss(t.loss, out_real, out_fake)
+                    if t.consistency > 0 and real.dim() == 4:  # bCR: D's verdict should not move under a small shift
+                        shifted = D(translate(torch.cat([real, fake.detach()]), self.rng)).float()
+                        d_loss = d_loss + t.consistency * (shifted - out.float()).pow(2).mean()
                 d_step = self.state.step * t.n_critic + k  # global D step: resumes where it stopped
                 if t.loss == "wgan-gp" and t.gp_weight > 0 and d_step % t.gp_every == 0:
                     # lazy regularisation (Karras et al. 2020): same expected penalty at 1/gp_every of the cost
