@@ -363,13 +363,17 @@ def components(
 ):
     """List the score components (higher = more anomalous), what each needs, and its weight."""
     from anomgan.components import COMPONENTS
-    from anomgan.config import build_config
+    from anomgan.config import DEFAULT_WEIGHTS, build_config
 
     weights = build_config(config).score.weights
+    if weights is None:
+        typer.echo("weights unset: the defaults for images / tables")
     for c in COMPONENTS.values():
-        w = weights.get(c.name, 0.0)
+        per_kind = [weights.get(c.name, 0.0)] if weights is not None else [
+            DEFAULT_WEIGHTS[kind].get(c.name, 0.0) for kind in ("image", "tabular")]
+        w = " / ".join(f"{v:g}" for v in per_kind)
         needs = ", ".join(sorted(c.needs)) or "-"
-        typer.echo(f"{c.name:17s} weight {w:<5g} {'computed' if w else 'not computed'}  needs: {needs}")
+        typer.echo(f"{c.name:17s} weight {w:<7s} {'computed' if any(per_kind) else 'not computed'}  needs: {needs}")
         typer.echo(f"{'':17s} {c.meaning}")
     typer.echo("set a weight with --set score.weights='{residual: 1, layer_maha: 10}' (a missing key weighs 0)")
 

@@ -49,7 +49,8 @@ class AnoGAN(OutlierMixin, BaseEstimator):
         z_dim: latent size (default 32).
         width: base channels (images) or hidden units (tables) (default 32).
         method: inversion for the score, ``encoder`` | ``hybrid`` | ``iterative`` (default ``hybrid``).
-        weights: dict component -> weight in ``anomaly_score`` (see ``anomgan.components``).
+        weights: dict component -> weight in ``anomaly_score`` (see ``anomgan.components``); unset in the config
+            too: the defaults of the data's kind (``anomgan.config.DEFAULT_WEIGHTS``; tables add ``input_knn``).
         threshold_quantile: threshold = this quantile of normal-validation anomaly scores (default 0.95).
         batch_size: training batch size (default 64).
         random_state: int, RandomState or None (None: the config's seed, 0): seeds splits, weights and noise.

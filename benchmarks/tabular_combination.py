@@ -104,7 +104,7 @@ def main() -> None:
                     base = {"table": name, "seed": seed, "part": part,
                             "d_score_roc_auc": roc_auc_score(y[idx], comps["d_score"]),
                             **{k: roc_auc_score(y[idx], v) for k, v in peers(f(X[train]), f(X[idx]), seed).items()}}
-                    scores = combinations(names, cfg.score.weights, cal, values)
+                    scores = combinations(names, det.scorer_.spec.weights, cal, values)
                     if transform != "shipped":
                         scores = {transform: scores["shipped"]}
                     else:

@@ -90,3 +90,18 @@ def test_config_carries_the_rest_and_flat_parameters_win(tmp_path):
     assert AnoGAN().get_params()["config"] is None  # the constructor stores, fit resolves
     with pytest.raises(ValueError, match="train.loss"):
         AnoGAN(loss="bogus").fit(np.zeros((10, 2)))
+
+
+def test_unset_weights_are_the_defaults_of_the_kind_of_data(digits):
+    from anomgan.config import DEFAULT_WEIGHTS
+
+    x, far = _table()
+    table = AnoGAN(**TINY).fit(x)
+    assert "input_knn" in table.scorer_.components  # tables: kNN on the rows themselves joins the GAN's signals
+    assert table.scorer_.spec.weights == DEFAULT_WEIGHTS["tabular"] == table.config_.score.weights
+    images = AnoGAN(**TINY).fit(digits.x[digits.y == "0"])
+    assert "input_knn" not in images.scorer_.components
+    assert images.scorer_.spec.weights == DEFAULT_WEIGHTS["image"]
+    chosen = AnoGAN(**TINY, weights={"residual": 1.0, "feature_knn": 2.0}).fit(x)
+    assert chosen.scorer_.spec.weights == {"residual": 1.0, "feature_knn": 2.0}
+    assert roc_auc_score(np.r_[np.zeros(40), np.ones(40)], table.anomaly_score(np.concatenate([x[:40], far]))) > 0.95

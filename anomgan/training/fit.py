@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from anomgan.components import active_components
-from anomgan.config import Config
+from anomgan.config import Config, weights_for
 from anomgan.data.preprocess import Preprocessor, fit_preprocessor
 from anomgan.errors import ConfigError, DataError, RunError
 from anomgan.model import Inversion, Scorer, ScorerSpec
@@ -57,11 +57,12 @@ def inversion_for(cfg: Config, method: Optional[str] = None, steps: Optional[int
 def scorer_spec(cfg: Config, pre: Preprocessor, model_args: dict, extra_components=()) -> ScorerSpec:
     s = cfg.score
     inv = inversion_for(cfg)
+    weights = weights_for(s, pre.kind)
     if s.combination == "anogan":  # (1 - lam) * residual + lam * feature_residual, whatever the weights
         extra_components = (*extra_components, "residual", "feature_residual")
     return ScorerSpec(model_args=model_args, preprocess=pre.to_dict(),
-                      components=list(active_components(s.weights, extra_components)),
-                      weights={k: float(v) for k, v in s.weights.items() if v},
+                      components=list(active_components(weights, extra_components)),
+                      weights={k: float(v) for k, v in weights.items() if v},
                       combination=s.combination, threshold_quantile=s.threshold_quantile,
                       residual_norm=s.residual_norm, knn_k=s.knn_k, lam=s.lam, seed=cfg.train.seed, amp=s.amp,
                       inversion=inv.__dict__.copy(), dtype="float64" if pre.kind == "tabular" else "float32",
@@ -88,6 +89,7 @@ def fit_detector(cfg: Config, x_train: np.ndarray, x_val: np.ndarray, feature_na
     """
     start = time.perf_counter()
     kind = "tabular" if x_train.ndim == 2 else "image"
+    cfg.score.weights = weights_for(cfg.score, kind)  # unset weights: the kind's defaults, recorded in the config
     if len(x_train) < 2:
         raise DataError(f"need at least 2 normal training samples, got {len(x_train)}")
     device = resolve_device(cfg.train.device)
