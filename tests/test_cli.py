@@ -47,8 +47,12 @@ def test_components_come_from_the_registry():
     assert res.exit_code == 0, res.output
     for c in COMPONENTS.values():
         assert c.name in res.output and c.meaning in res.output
-    assert "feature_maha      weight 0     not computed" in res.output
-    assert "layer_maha        weight 10    computed" in res.output
+    assert "feature_maha      weight 0       not computed" in res.output
+    assert "layer_maha        weight 10      computed" in res.output
+    res = invoke("components")  # no config: weights unset, the defaults for images / tables
+    assert res.exit_code == 0, res.output
+    assert "input_knn         weight 0 / 40  computed" in res.output
+    assert "feature_maha      weight 0 / 0   not computed" in res.output
 
 
 def test_train_generate_score_end_to_end(tmp_path, digits):
