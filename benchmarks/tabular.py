@@ -89,13 +89,18 @@ def evaluate(config: str, name: str, seed: int, overrides: list[str] = (), parts
     return rows
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def table_arguments(doc: str) -> argparse.ArgumentParser:
+    """The command line the tabular scripts share: --config, --tables, --seeds, --out."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="configs/tabular.yaml")
     ap.add_argument("--tables", default=",".join(TABLES))
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = table_arguments(__doc__).parse_args()
     rows = []
     for name in args.tables.split(","):
         for seed in map(int, args.seeds.split(",")):

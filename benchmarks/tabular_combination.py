@@ -21,15 +21,12 @@ its ``d_score`` and the two peers. ``shipped`` recomputed here equals the detect
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import PowerTransformer, QuantileTransformer
-from tabular import TABLES, load, peers, split  # this script's folder is on sys.path
+from tabular import load, peers, split, table_arguments  # this script's folder is on sys.path
 
 from anomgan import AnoGAN
 from anomgan.config import build_config
@@ -78,12 +75,7 @@ def combinations(names: list, weights: dict, cal: np.ndarray, values: np.ndarray
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="configs/tabular.yaml")
-    ap.add_argument("--tables", default=",".join(TABLES))
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args()
+    args = table_arguments(__doc__).parse_args()
     rows, worst = [], 0.0
     for name in args.tables.split(","):
         X, y = load(name)

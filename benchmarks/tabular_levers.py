@@ -10,12 +10,10 @@ part with each component's ROC-AUC, the calibrated score's ("default") and the t
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import pandas as pd
-from tabular import TABLES, evaluate  # this script's folder is on sys.path
+from tabular import evaluate, table_arguments  # this script's folder is on sys.path
 
 NO_D = "score.weights={residual: 1.0, feature_residual: 1.0, feature_knn: 5.0, layer_maha: 10.0}"
 WEIGHTS_03 = "d_score: 0.5, residual: 1.0, feature_residual: 1.0, feature_knn: 5.0, layer_maha: 10.0"
@@ -41,12 +39,8 @@ VARIANTS = {
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="configs/tabular.yaml")
+    ap = table_arguments(__doc__)
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names of VARIANTS")
-    ap.add_argument("--tables", default=",".join(TABLES))
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     done = pd.read_csv(args.out) if args.out.exists() else pd.DataFrame(columns=["variant"])
     rows = done.to_dict("records")
