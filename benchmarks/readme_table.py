@@ -51,10 +51,12 @@ def _pct(v: float) -> str:
     return f"{100 * v:.1f}"
 
 
-def one_class_table(path: Path, title: str, baselines: tuple = (), note: str = "") -> list[str]:
-    """Per-class table of a benchmark CSV; each of ``baselines`` = (label, CSV) adds the ROC-AUC of another
-    scoring (or an earlier training) of the same cases as one more row; missing CSVs are left out."""
-    cases = pd.read_csv(path, dtype={"normal_classes": str})
+def one_class_table(path, title: str, baselines: tuple = (), note: str = "") -> list[str]:
+    """Per-class table of a benchmark CSV (or of several, e.g. one per seed: ``path`` a list); each of
+    ``baselines`` = (label, CSV) adds the ROC-AUC of another scoring (or an earlier training) of the same cases as
+    one more row; missing CSVs are left out."""
+    paths = path if isinstance(path, list) else [path]
+    cases = pd.concat([pd.read_csv(p, dtype={"normal_classes": str}) for p in paths], ignore_index=True)
     g = cases.groupby("normal_classes", sort=False)
     seeds = sorted(cases.seed.unique())
     head = "| normal digit | " + " | ".join(str(c) for c in g.groups) + " | **mean** |"
@@ -83,8 +85,9 @@ def one_class_table(path: Path, title: str, baselines: tuple = (), note: str = "
     by_seed = cases.groupby("seed").train_seconds
     timing = (f"{cases.train_seconds.mean():.0f} s mean" if len(seeds) == 1 else
               "mean by seed " + ", ".join(f"{s}: {m:.0f} s" for s, m in by_seed.mean().items()))
+    where = ", ".join(f"`{p.relative_to(ROOT)}`" for p in paths)
     lines.append(f"\nTraining time per case: {timing}, longest {cases.train_seconds.max():.0f} s "
-                 f"(`{path.relative_to(ROOT)}`).{' ' + note if note else ''}")
+                 f"({where}).{' ' + note if note else ''}")
     return lines
 
 
