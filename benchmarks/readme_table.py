@@ -134,7 +134,8 @@ def tabular_lines(path: Path) -> list[str]:
     lines = [f"**Tables** (scikit-learn's own data sets, `configs/tabular.yaml`, test rows, ROC-AUC %, mean ± std "
              f"over seeds {','.join(map(str, sorted(t.seed.unique())))}; `{path.relative_to(ROOT)}`, "
              "`benchmarks/tabular.py`; the settings were chosen on separate validation rows, "
-             "`reports/benchmarks/tabular-levers.csv`)", "",
+             "`reports/benchmarks/tabular-levers.csv`; other combinations and input scalings, which did not ship: "
+             "`reports/benchmarks/tabular-combination.csv`, docs/tuning.md)", "",
              "| | " + " | ".join(g.groups) + " |", "|---|" + "---|" * len(g.groups)]
     for col in cols:
         label = labels.get(col, f"component: {col.removesuffix('_roc_auc')}")
