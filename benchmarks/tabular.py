@@ -59,11 +59,16 @@ def split(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return normal[n_test + n_val:], val, test
 
 
+def knn_distance(train: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """Mean distance of each of ``rows`` to its ``k`` nearest ``train`` rows."""
+    return NearestNeighbors(n_neighbors=k).fit(train).kneighbors(rows)[0].mean(axis=1)
+
+
 def peers(train: np.ndarray, test: np.ndarray, seed: int) -> dict:
     """Anomaly scores (higher = more anomalous) of the two peer methods, fitted on standardised ``train``."""
     scaler = StandardScaler().fit(train)
     tr, te = scaler.transform(train), scaler.transform(test)
-    knn = NearestNeighbors(n_neighbors=5).fit(tr).kneighbors(te)[0].mean(axis=1)
+    knn = knn_distance(tr, te, 5)
     forest = -IsolationForest(random_state=seed).fit(tr).score_samples(te)
     return {"peer_knn": knn, "peer_isolation_forest": forest}
 

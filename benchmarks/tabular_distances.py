@@ -17,13 +17,8 @@ import numpy as np
 import pandas as pd
 from sklearn.covariance import LedoitWolf
 from sklearn.metrics import roc_auc_score
-from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
-from tabular import TABLES, load, split  # this script's folder is on sys.path
-
-
-def knn(train: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
-    return NearestNeighbors(n_neighbors=k).fit(train).kneighbors(rows)[0].mean(axis=1)
+from tabular import TABLES, knn_distance, load, split  # this script's folder is on sys.path
 
 
 def main() -> None:
@@ -43,8 +38,9 @@ def main() -> None:
             for part, idx in (("val", val), ("test", test)):
                 b = scaler.transform(X[idx])
                 row = {"table": name, "seed": seed, "part": part}
-                row.update({f"knn {k}": roc_auc_score(y[idx], knn(a, b, k)) for k in (1, 3, 5, 10, 20)})
-                row.update({f"whitened knn {k}": roc_auc_score(y[idx], knn(a @ white, b @ white, k)) for k in (5, 10)})
+                row.update({f"knn {k}": roc_auc_score(y[idx], knn_distance(a, b, k)) for k in (1, 3, 5, 10, 20)})
+                aw, bw = a @ white, b @ white
+                row.update({f"whitened knn {k}": roc_auc_score(y[idx], knn_distance(aw, bw, k)) for k in (5, 10)})
                 d = b - lw.location_
                 row["mahalanobis"] = roc_auc_score(y[idx], np.einsum("ij,jk,ik->i", d, lw.precision_, d))
                 rows.append(row)
