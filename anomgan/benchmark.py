@@ -62,6 +62,12 @@ def summarise(cases: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([per_class, overall], ignore_index=True)
 
 
+def case_run_dir(runs_dir, protocol: str, normal_classes: str, seed) -> Path:
+    """Where a benchmark keeps one case's run: ``<runs_dir>/<protocol>-<normal classes, _-joined>-s<seed>``
+    (``normal_classes`` as the CSV writes it, comma-joined)."""
+    return Path(runs_dir) / f"{protocol}-{normal_classes.replace(',', '_')[:40]}-s{seed}"
+
+
 def run_benchmark(cfg: Config, protocol: str, classes: Optional[list], seeds: list[int], out: Path,
                   runs_dir: Optional[Path] = None, method: Optional[str] = None, verbose: bool = False,
                   on_case: Optional[Callable[[dict], None]] = None) -> BenchmarkResult:
@@ -97,7 +103,7 @@ def run_benchmark(cfg: Config, protocol: str, classes: Optional[list], seeds: li
             case_cfg.data.normal_classes = normal
             case_cfg.train.seed = seed
             splits = split_data(case_cfg, ds)
-            run_dir = runs_dir / f"{protocol}-{'_'.join(normal)[:40]}-s{seed}"
+            run_dir = case_run_dir(runs_dir, protocol, ",".join(normal), seed)
             run_dir.mkdir(parents=True, exist_ok=True)
             resume = (run_dir / RUN_FILE).exists()
             start = time.perf_counter()

@@ -11,6 +11,8 @@ temporary folder; an empty setting scores the run as it is. For each, the comman
 the first ``--n`` training images of MNIST (all digits, uint8, 28 x 28) and once per repeat on one image:
 ``images_per_s`` = n / (median full time - median one-image time), so import and model loading are left out.
 ``--run`` repeats as ``LABEL=PATH``: every variant is then timed on each run (e.g. models of two widths).
+``--onnx`` times each also as a user scores its export: ``anomgan export``, then ``anomgan score --run M.onnx``
+(onnxruntime; the ``backend`` column says which).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from common import machine_label  # this script's folder is on sys.path
 
 from anomgan import AnoGAN
 from anomgan.config import build_config
+from anomgan.export import export_run
 from anomgan.runs import run_data
 from anomgan.training.fit import rescore_with
 
@@ -50,6 +53,7 @@ def main() -> None:
     ap.add_argument("--variant", action="append", default=None, help="NAME=KEY=VALUE[;KEY=VALUE] (repeatable)")
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--onnx", action="store_true", help="also time each run's ONNX export (anomgan export)")
     ap.add_argument("--out", type=Path, default=Path("reports/benchmarks/cli-score-speed.csv"))
     args = ap.parse_args()
     rows = []
@@ -71,17 +75,23 @@ def main() -> None:
                 det.config_ = cfg
                 run = tmp / f"{label}-{name}".replace(" ", "_").replace("/", "_")
                 det.save(run)
-            full, one = [], []
-            for _ in range(args.repeats):
-                full.append(timed_cli(run, tmp / "x.npy", tmp / "s.csv"))
-                one.append(timed_cli(run, tmp / "one.npy", tmp / "s1.csv"))
-            seconds = float(np.median(full) - np.median(one))
-            rows.append({"variant": name, "settings": settings, "n": args.n, "seconds_full": float(np.median(full)),
-                         "seconds_startup": float(np.median(one)), "images_per_s": args.n / seconds,
-                         "run": label, "repeats": args.repeats,
-                         "machine": machine_label()})
-            print(f"{label} {name:20s} {rows[-1]['images_per_s']:8.0f} img/s (full {rows[-1]['seconds_full']:.1f} s, "
-                  f"start-up {rows[-1]['seconds_startup']:.1f} s)", flush=True)
+            targets = [("torch", run)]
+            if args.onnx:
+                targets.append(("onnx", tmp / f"{label}-{name}.onnx".replace(" ", "_").replace("/", "_")))
+                export_run(run, targets[-1][1], force=True)
+            for backend, model in targets:
+                full, one = [], []
+                for _ in range(args.repeats):
+                    full.append(timed_cli(model, tmp / "x.npy", tmp / "s.csv"))
+                    one.append(timed_cli(model, tmp / "one.npy", tmp / "s1.csv"))
+                seconds = float(np.median(full) - np.median(one))
+                rows.append({"variant": name, "settings": settings, "backend": backend, "n": args.n,
+                             "seconds_full": float(np.median(full)), "seconds_startup": float(np.median(one)),
+                             "images_per_s": args.n / seconds, "run": label, "repeats": args.repeats,
+                             "machine": machine_label()})
+                print(f"{label} {name:20s} {backend:5s} {rows[-1]['images_per_s']:8.0f} img/s "
+                      f"(full {rows[-1]['seconds_full']:.1f} s, start-up {rows[-1]['seconds_startup']:.1f} s)",
+                      flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(args.out, index=False)
 

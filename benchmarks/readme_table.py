@@ -29,20 +29,11 @@ CORESET_NOTE = ("Seed 0: its 10 models were retrained from scratch by this versi
                 "config by `benchmarks/rescore.py`; their training times are not comparable: digits 2-5, 7 and 8 "
                 "shared the two cores with a study (digit 7 with two, 1,591 s). Seed 1 was trained from scratch with "
                 "the shipped config in round four (`reports/benchmarks/mnist-cpu-shipped-s1.csv`), alone on the "
-                "machine except digit 0 (582 s, beside a test run): 304-376 s per digit. The coreset and the "
+                "machine except digit 0 (582 s, beside a test run): 304-376 s per digit. Seed 2 likewise, alone, "
+                "over rounds four and five (`reports/benchmarks/mnist-cpu-shipped-s2.csv`): 311-397 s per digit. "
+                "The coreset and the "
                 "weights were chosen on other-digit *training* images of seed 0 (`reports/benchmarks/"
                 "score-levers-mnist.csv`, docs/tuning.md).")
-
-
-def partial_seed_note(path: Path) -> str:
-    """One sentence on a seed whose digits were not all trained (``path``: its benchmark CSV), or ""."""
-    if not path.exists():
-        return ""
-    c = pd.read_csv(path, dtype={"normal_classes": str})
-    done = ", ".join(f"{r.normal_classes}: {_pct(r.roc_auc)}" for r in c.itertuples())
-    return (f"Seed {c.seed.iloc[0]}, trained from scratch likewise, finished {len(c)} of its 10 digits when the "
-            f"round ended, so it stays out of the table: {done} (`{path.relative_to(ROOT)}`, "
-            f"{c.train_seconds.min():.0f}-{c.train_seconds.max():.0f} s per digit).")
 
 
 def digits_repro_note(original: Path, repro: Path) -> str:
@@ -152,9 +143,10 @@ def cli_speed_lines(path: Path, what: str) -> list[str]:
              f"uint8 `.npy` to CSV, digit-3 seed-0 model, 2-core CPU, median of {c.repeats.iloc[0]} runs minus the "
              f"median one-image run, i.e. start-up aside; `{path.relative_to(ROOT)}`, "
              "`benchmarks/cli_score_speed.py`)", "",
-             "| model | scorer | images/s | full run s | start-up s |", "|---|---|---|---|---|"]
-    return lines + [f"| {r.run} | {r.variant} | {r.images_per_s:,.0f} | {r.seconds_full:.1f} | "
-                    f"{r.seconds_startup:.1f} |" for r in c.itertuples()]
+             "| model | scorer | backend | images/s | full run s | start-up s |", "|---|---|---|---|---|---|"]
+    backend = c["backend"] if "backend" in c else pd.Series("torch", index=c.index)  # older CSVs: torch only
+    return lines + [f"| {r.run} | {r.variant} | {b} | {r.images_per_s:,.0f} | {r.seconds_full:.1f} | "
+                    f"{r.seconds_startup:.1f} |" for r, b in zip(c.itertuples(), backend)]
 
 
 def main() -> None:
@@ -163,11 +155,11 @@ def main() -> None:
                            note=digits_repro_note(B / "digits-one-class.csv", B / "digits-repro-0.2.csv"))
     out += [""] + peers_lines(B / "peers-digits.csv", "digits")
     out += [""] + one_class_table(
-        [B / "mnist-cpu-coreset.csv", B / "mnist-cpu-shipped-s1.csv"],
+        [B / "mnist-cpu-coreset.csv", B / "mnist-cpu-shipped-s1.csv", B / "mnist-cpu-shipped-s2.csv"],
         "MNIST, `configs/mnist.yaml` (WGAN-GP, 6 GAN epochs, encoder, `feature_knn` on "
         "a 512-row coreset, weights d 0.5 / residual 1 / knn 5 / layer 10), 2-core CPU",
         baselines=(("0.3 scoring (whole bank, + feature_residual)", B / "mnist-cpu-e6-layer.csv"),),
-        note=" ".join(filter(None, [CORESET_NOTE, partial_seed_note(B / "mnist-cpu-shipped-s2.csv")])))
+        note=CORESET_NOTE)
     out += [""] + one_class_table(
         B / "mnist-cpu-e6-layer.csv", "MNIST, the 0.3 scoring of the same config (whole 4,096-row bank, weights "
         "0.5/1/1/knn 5/layer 10), 2-core CPU", note=MNIST_NOTE)
@@ -184,6 +176,8 @@ def main() -> None:
     out += [""] + deploy_lines(B / "deploy.csv")
     out += [""] + cli_speed_lines(B / "cli-score-speed.csv", "round two's scoring (a slow day)")
     out += [""] + cli_speed_lines(B / "cli-score-speed-width.csv", "width 16 against width 8")
+    out += [""] + cli_speed_lines(B / "cli-score-speed-onnx.csv", "torch against the run's ONNX export "
+                                  "(`anomgan export`, then `anomgan score --run M.onnx`: onnxruntime)")
     out += ["", "**Scoring speed on the 2-core CPU** (`configs/mnist.yaml`'s digit-3 seed-0 model, its weighted "
             "components, 256 balanced test images, `reports/benchmarks/score_speed.csv`; the last column is anomgan "
             "0.1 on the same model in the same session, `score_speed-0.1.csv`: this machine's speed drifts between "

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from anomgan import AnoGAN
-from anomgan.benchmark import summarise
+from anomgan.benchmark import case_run_dir, summarise
 from anomgan.components import ANOMALY_MAP, COMPONENTS, NAMES
 from anomgan.config import build_config
 from anomgan.evaluation.metrics import evaluate_scores
@@ -43,7 +43,7 @@ def main() -> None:
     ds = load_data(cfg)
     rows = []
     for case in cases.to_dict("records"):
-        run = runs / f"{case['protocol']}-{case['normal_classes'].replace(',', '_')[:40]}-s{case['seed']}"
+        run = case_run_dir(runs, case["protocol"], case["normal_classes"], case["seed"])
         det = AnoGAN.load(run, device="cpu")
         det.config_.score = cfg.score
         splits = split_data(det.config_, ds)

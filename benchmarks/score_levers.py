@@ -23,6 +23,8 @@ samples):
 - ``- feature_residual``: without the component that costs the second D pass (on the reconstruction);
 - ``+ input_knn W``: ``input_knn`` (kNN on the images themselves, model space, the run's coreset size) added at
   weight W.
+- ``knn_k K``: ``feature_knn`` over the run's own coreset (``score.coreset_size`` rows) with K neighbours instead
+  of ``score.knn_k``.
 
 ``shipped`` recomputed this way equals the scorer's own ``anomaly_score`` (checked: largest difference printed).
 """
@@ -40,6 +42,7 @@ from common import machine_label  # this script's folder is on sys.path
 from sklearn.metrics import roc_auc_score
 
 from anomgan import AnoGAN
+from anomgan.benchmark import case_run_dir
 from anomgan.runs import run_data
 from anomgan.scoring.memory import knn_distance, mahalanobis_sq
 from anomgan.training.fit import MAX_CALIBRATION
@@ -48,6 +51,7 @@ from anomgan.training.normal_stats import bank_indices, coreset_indices, fit_gau
 CORESETS = (2048, 1024, 512, 256, 128)
 RANDOM = (1024, 512)
 INPUT_KNN_WEIGHTS = (2.0, 5.0)
+KNN_K = (1, 3, 10, 20)
 
 
 def trunk_layers(trunk: torch.nn.Module, x: torch.Tensor, pool: int) -> list[torch.Tensor]:
@@ -76,6 +80,18 @@ def layer_maha(trunk, xb: torch.Tensor, xs: dict, pool: int) -> dict:
     return out
 
 
+def decision_sets(ds, sp, n_anomalies: int) -> dict:
+    """``{name: (images, targets)}``: ``calib`` (the run's calibration samples, no targets), ``val`` (its
+    normal-validation images against ``n_anomalies`` other-class *training* images) and ``test`` (the test split)."""
+    rng = np.random.default_rng(123)
+    unused = np.setdiff1d(np.arange(len(ds.x)), np.concatenate([sp.train, sp.val, sp.test]))
+    other = unused[~np.isin(ds.y[unused], sp.normal_classes)]  # other classes' training images
+    val_idx = np.concatenate([sp.val, rng.choice(other, min(n_anomalies, len(other)), replace=False)])
+    return {"calib": (ds.x[sp.val[:MAX_CALIBRATION]], None),
+            "val": (ds.x[val_idx], np.r_[np.zeros(len(sp.val)), np.ones(len(val_idx) - len(sp.val))]),
+            "test": (ds.x[sp.test], sp.test_targets(ds))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", type=Path, required=True)
@@ -92,17 +108,11 @@ def main() -> None:
     runs = args.runs_dir or args.cases.parent / f"{args.cases.stem}.runs"
     rows = []
     for case in cases.to_dict("records"):
-        run = runs / f"{case['protocol']}-{case['normal_classes'].replace(',', '_')[:40]}-s{case['seed']}"
+        run = case_run_dir(runs, case["protocol"], case["normal_classes"], case["seed"])
         det = AnoGAN.load(run, device="cpu")
         scorer, pre = det.scorer_, det.preprocessor_
         ds, sp = run_data(det, args.data_root)
-        rng = np.random.default_rng(123)
-        unused = np.setdiff1d(np.arange(len(ds.x)), np.concatenate([sp.train, sp.val, sp.test]))
-        other = unused[~np.isin(ds.y[unused], sp.normal_classes)]  # other classes' training images
-        val_idx = np.concatenate([sp.val, rng.choice(other, min(args.n_anomalies, len(other)), replace=False)])
-        sets = {"calib": (ds.x[sp.val[:MAX_CALIBRATION]], None),
-                "val": (ds.x[val_idx], np.r_[np.zeros(len(sp.val)), np.ones(len(val_idx) - len(sp.val))]),
-                "test": (ds.x[sp.test], sp.test_targets(ds))}
+        sets = decision_sets(ds, sp, args.n_anomalies)
         start = time.perf_counter()
         res = {k: det.score_components(x, "encoder") for k, (x, _) in sets.items()}
         score_s = time.perf_counter() - start
@@ -124,6 +134,10 @@ def main() -> None:
             sub = bank[idx]
             knn = {k: knn_distance(f, sub, scorer.spec.knn_k).double().numpy() for k, f in feats.items()}
             variants[label] = ({k: {**v, "feature_knn": knn[k]} for k, v in comps.items()}, weights)
+        sub = bank[coreset_indices(bank, det.config_.score.coreset_size)]
+        for n_neighbours in KNN_K:
+            knn = {k: knn_distance(f, sub, n_neighbours).double().numpy() for k, f in feats.items()}
+            variants[f"knn_k {n_neighbours}"] = ({k: {**v, "feature_knn": knn[k]} for k, v in comps.items()}, weights)
         xb = pre.transform(ds.x[sp.train[bank_indices(len(sp.train), det.config_.score.bank_size,
                                                       det.config_.train.seed).numpy()]])
         for name, trunk, pool in (("encoder_layer_maha", scorer.encoder.trunk, 2),
