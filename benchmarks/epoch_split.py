@@ -21,19 +21,16 @@ metrics for its 6 GAN epochs, this process for the rest); the bank and calibrati
 
 from __future__ import annotations
 
-import argparse
 import copy
 import time
-from pathlib import Path
 
 import pandas as pd
 import torch
 from common import machine_label  # this script's folder is on sys.path
-from score_levers import decision_sets
+from score_levers import case_arguments, decision_sets, finished_runs
 from sklearn.metrics import roc_auc_score
 
 from anomgan import AnoGAN
-from anomgan.benchmark import case_run_dir
 from anomgan.run_format import load_run
 from anomgan.runs import run_data
 from anomgan.training.fit import MAX_CALIBRATION, build_scorer
@@ -48,6 +45,19 @@ def fresh_encoder(state: dict, seed: int) -> dict:
     encoder = build_seeded_models(state["model_args"], seed)[2]
     return {**state, "encoder": encoder.state_dict(), "encoder_epoch": 0, "phase": "encoder",
             "opt_e": {"state": {}, "param_groups": state["opt_e"]["param_groups"]}}
+
+
+def train_on(cfg, state: dict, xt: torch.Tensor, gan_epochs: int, encoder_epochs: int,
+             on_epoch=None) -> Trainer:
+    """The run at ``state`` trained on to ``gan_epochs`` GAN epochs, then a new encoder for ``encoder_epochs``
+    (what a fresh run of those epochs trains: training is deterministic and resumes exactly)."""
+    vcfg = copy.deepcopy(cfg)
+    vcfg.train.epochs, vcfg.encoder.epochs = gan_epochs, encoder_epochs
+    trainer = Trainer(vcfg, state["model_args"], xt, torch.device("cpu"), on_epoch=on_epoch,
+                      preprocess=state["preprocess"])
+    trainer.load_state_dict(fresh_encoder(state, cfg.train.seed))
+    trainer.run()
+    return trainer
 
 
 class Probe:
@@ -83,21 +93,9 @@ class Probe:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cases", type=Path, required=True)
-    ap.add_argument("--runs-dir", type=Path, default=None)
-    ap.add_argument("--data-root", default=None)
-    ap.add_argument("--classes", default=None, help="only these normal classes, e.g. 8,2,3 (default: every case)")
-    ap.add_argument("--n-anomalies", type=int, default=2000)
-    ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args()
-    cases = pd.read_csv(args.cases, dtype={"normal_classes": str})
-    if args.classes:
-        cases = cases[cases["normal_classes"].isin(args.classes.split(","))]
-    runs = args.runs_dir or args.cases.parent / f"{args.cases.stem}.runs"
+    args = case_arguments(__doc__).parse_args()
     rows = []
-    for case in cases.to_dict("records"):
-        run = case_run_dir(runs, case["protocol"], case["normal_classes"], case["seed"])
+    for case, run in finished_runs(args):
         det = AnoGAN.load(run, device="cpu")
         pre, cfg = det.preprocessor_, det.config_
         state = load_run(run).training_state()
@@ -106,14 +104,8 @@ def main() -> None:
         xv = pre.transform(pre.check(ds.x[sp.val], "validation data"))[:MAX_CALIBRATION]
         probe = Probe(case, det, cfg, state, decision_sets(ds, sp, args.n_anomalies), xt, xv)
         for extra in EXTRA_GAN_EPOCHS:
-            vcfg = copy.deepcopy(cfg)
-            vcfg.train.epochs = cfg.train.epochs + extra
-            vcfg.encoder.epochs = max(ENCODER_EPOCHS)
             start = time.perf_counter()
-            trainer = Trainer(vcfg, state["model_args"], xt, torch.device("cpu"), on_epoch=probe,
-                              preprocess=state["preprocess"])
-            trainer.load_state_dict(fresh_encoder(state, cfg.train.seed))
-            trainer.run()
+            train_on(cfg, state, xt, cfg.train.epochs + extra, max(ENCODER_EPOCHS), on_epoch=probe)
             print(f"{run.name} gan +{extra}: {time.perf_counter() - start:.0f} s", flush=True)
         rows += probe.rows
         args.out.parent.mkdir(parents=True, exist_ok=True)

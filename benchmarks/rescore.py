@@ -9,6 +9,11 @@ For each case of ``--cases`` (a CSV written by ``anomgan benchmark``), loads its
 (the samples a fresh run keeps: same split, same seeded subset), every component computed (the unweighted ones
 for their own ROC-AUC columns), calibrated on the normal-validation split. Scores the test split once and writes
 a CSV in the benchmark's format; ``train_seconds`` is the original plus the time to build the new scorer.
+
+When ``--config`` asks for other encoder epochs than a run was trained with, the run's encoder is trained anew
+for that many epochs on its own G and D first (``epoch_split.train_on``: what a fresh run of the config trains,
+since training is deterministic and resumes exactly), and ``train_seconds`` swaps the run's encoder epochs'
+seconds for the new ones.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from epoch_split import train_on  # this script's folder is on sys.path
 
 from anomgan import AnoGAN
 from anomgan.benchmark import case_run_dir, summarise
 from anomgan.components import ANOMALY_MAP, COMPONENTS, NAMES
 from anomgan.config import build_config
 from anomgan.evaluation.metrics import evaluate_scores
+from anomgan.run_format import load_run
 from anomgan.runs import load_data, score_test_split, split_data
 from anomgan.training.fit import rescore_with
 
@@ -33,13 +40,15 @@ SCORES = [c for c in NAMES if ANOMALY_MAP not in COMPONENTS[c].needs]  # map_max
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", type=Path, required=True)
-    ap.add_argument("--config", required=True, help="scoring settings (score.*) applied to every run")
+    ap.add_argument("--config", required=True, help="scoring settings (score.*) applied to every run, and its "
+                    "encoder epochs when they differ from a run's")
+    ap.add_argument("--runs-dir", type=Path, default=None, help="the cases' runs (default: <cases>.runs/)")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     cfg = build_config(args.config, flags={"data.root": args.data_root})
     cases = pd.read_csv(args.cases, dtype={"normal_classes": str, "anomalous_classes": str})
-    runs = args.cases.parent / f"{args.cases.stem}.runs"
+    runs = args.runs_dir or args.cases.parent / f"{args.cases.stem}.runs"
     ds = load_data(cfg)
     rows = []
     for case in cases.to_dict("records"):
@@ -47,6 +56,16 @@ def main() -> None:
         det = AnoGAN.load(run, device="cpu")
         det.config_.score = cfg.score
         splits = split_data(det.config_, ds)
+        train_seconds = case["train_seconds"]
+        if cfg.encoder.epochs != det.config_.encoder.epochs:
+            state = load_run(run).training_state()
+            xt = det.preprocessor_.transform(det.preprocessor_.check(ds.x[splits.train], "training data"))
+            trainer = train_on(det.config_, state, xt, det.config_.train.epochs, cfg.encoder.epochs)
+            det.scorer_.encoder.load_state_dict(trainer.encoder.state_dict())
+            seconds = [sum(r["seconds"] for r in history if r["phase"] == "encoder")
+                       for history in (state["history"], trainer.state.history[len(state["history"]):])]
+            train_seconds += seconds[1] - seconds[0]
+            det.config_.encoder.epochs = cfg.encoder.epochs
         start = time.perf_counter()
         det.scorer_ = rescore_with(det.scorer_, det.config_, ds.x[splits.train], ds.x[splits.val], SCORES)
         bank_seconds = time.perf_counter() - start
@@ -57,8 +76,9 @@ def main() -> None:
                "roc_auc": overall.loc["anomaly_score", "roc_auc"],
                "average_precision": overall.loc["anomaly_score", "average_precision"],
                **{f"{c}_roc_auc": overall.loc[c, "roc_auc"] for c in SCORES},
-               "f1": overall.loc["anomaly_score", "f1"], "train_seconds": case["train_seconds"] + bank_seconds,
-               "score_seconds": score_seconds, "rescored_from": args.cases.name}
+               "f1": overall.loc["anomaly_score", "f1"], "train_seconds": train_seconds + bank_seconds,
+               "score_seconds": score_seconds, "rescored_from": args.cases.name,
+               "encoder_epochs": det.config_.encoder.epochs}
         rows.append(row)
         print(f"{run.name}: ROC-AUC {row['roc_auc']:.4f} (was {case['roc_auc']:.4f}; feature_knn alone "
               f"{row['feature_knn_roc_auc']:.4f}, layer_maha alone {row['layer_maha_roc_auc']:.4f})", flush=True)

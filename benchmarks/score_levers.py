@@ -23,6 +23,9 @@ samples):
 - ``- feature_residual``: without the component that costs the second D pass (on the reconstruction);
 - ``+ input_knn W``: ``input_knn`` (kNN on the images themselves, model space, the run's coreset size) added at
   weight W.
+- ``+ map_max layer L W``: the per-location Gaussians of critic layer L (``layer_maha_map``, the real-image map)
+  fitted on the run's bank, the map's top 1 % pooled by ``map_max`` (``rescore_with``, as a fresh run with
+  ``score.map_weights``/``map_layers`` would build it) and added at weight W;
 - ``knn_k K``: ``feature_knn`` over the run's own coreset (``score.coreset_size`` rows) with K neighbours instead
   of ``score.knn_k``.
 
@@ -32,8 +35,10 @@ samples):
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -45,13 +50,15 @@ from anomgan import AnoGAN
 from anomgan.benchmark import case_run_dir
 from anomgan.runs import run_data
 from anomgan.scoring.memory import knn_distance, mahalanobis_sq
-from anomgan.training.fit import MAX_CALIBRATION
+from anomgan.training.fit import MAX_CALIBRATION, rescore_with
 from anomgan.training.normal_stats import bank_indices, coreset_indices, fit_gaussian
 
 CORESETS = (2048, 1024, 512, 256, 128)
 RANDOM = (1024, 512)
 INPUT_KNN_WEIGHTS = (2.0, 5.0)
 KNN_K = (1, 3, 10, 20)
+MAP_LAYERS = (0, 1)  # the critic's first two layers: 16 x 16 and 8 x 8 at 32 px
+MAP_MAX_WEIGHTS = (2.0, 5.0, 10.0)
 
 
 def trunk_layers(trunk: torch.nn.Module, x: torch.Tensor, pool: int) -> list[torch.Tensor]:
@@ -92,23 +99,34 @@ def decision_sets(ds, sp, n_anomalies: int) -> dict:
             "test": (ds.x[sp.test], sp.test_targets(ds))}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cases", type=Path, required=True)
-    ap.add_argument("--runs-dir", type=Path, default=None)
+def case_arguments(description: str) -> argparse.ArgumentParser:
+    """The command line of a study on a benchmark's finished runs: which cases, where their runs and data are."""
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", type=Path, required=True, help="an 'anomgan benchmark' CSV")
+    ap.add_argument("--runs-dir", type=Path, default=None, help="the cases' runs (default: <cases>.runs/)")
     ap.add_argument("--data-root", default=None)
-    ap.add_argument("--n-anomalies", type=int, default=2000)
-    ap.add_argument("--classes", default=None, help="only these normal classes, e.g. 3,4,5 (default: every case)")
-    ap.add_argument("--values", type=Path, default=None, help="folder for each case's component values (.npz)")
+    ap.add_argument("--n-anomalies", type=int, default=2000, help="other-class training images in the val set")
+    ap.add_argument("--classes", default=None, help="only these normal classes, e.g. 8,2,3 (default: every case)")
     ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args()
+    return ap
+
+
+def finished_runs(args) -> Iterator[tuple[dict, Path]]:
+    """Each case of ``args.cases`` that ``args.classes`` selects, with its run directory."""
     cases = pd.read_csv(args.cases, dtype={"normal_classes": str})
     if args.classes:
         cases = cases[cases["normal_classes"].isin(args.classes.split(","))]
     runs = args.runs_dir or args.cases.parent / f"{args.cases.stem}.runs"
-    rows = []
     for case in cases.to_dict("records"):
-        run = case_run_dir(runs, case["protocol"], case["normal_classes"], case["seed"])
+        yield case, case_run_dir(runs, case["protocol"], case["normal_classes"], case["seed"])
+
+
+def main() -> None:
+    ap = case_arguments(__doc__)
+    ap.add_argument("--values", type=Path, default=None, help="folder for each case's component values (.npz)")
+    args = ap.parse_args()
+    rows = []
+    for case, run in finished_runs(args):
         det = AnoGAN.load(run, device="cpu")
         scorer, pre = det.scorer_, det.preprocessor_
         ds, sp = run_data(det, args.data_root)
@@ -151,6 +169,17 @@ def main() -> None:
         for w in INPUT_KNN_WEIGHTS:
             variants[f"+ input_knn {w:g}"] = ({k: {**v, "input_knn": knn[k]} for k, v in comps.items()},
                                               {**weights, "input_knn": w})
+        for layer in MAP_LAYERS:  # per-location D statistics (the real-image map), pooled by map_max
+            mcfg = copy.deepcopy(det.config_)
+            mcfg.score.map_weights, mcfg.score.map_layers = {"layer_maha_map": 1.0}, [layer]
+            shipped_scorer = det.scorer_
+            det.scorer_ = rescore_with(shipped_scorer, mcfg, ds.x[sp.train], ds.x[sp.val], ("map_max",))
+            top = {k: np.asarray(det.score_components(x, "encoder")["map_max"], dtype=np.float64)
+                   for k, (x, _) in sets.items()}
+            det.scorer_ = shipped_scorer
+            for w in MAP_MAX_WEIGHTS:
+                variants[f"+ map_max layer {layer} {w:g}"] = (
+                    {k: {**v, "map_max": top[k]} for k, v in comps.items()}, {**weights, "map_max": w})
         no_f = {c: w for c, w in weights.items() if c != "feature_residual"}
         for label in ("shipped", "coreset 512"):
             variants[f"{label} - feature_residual"] = (variants[label][0], no_f)
