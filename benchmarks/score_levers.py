@@ -16,7 +16,9 @@ samples):
 
 - ``coreset N``: ``feature_knn`` against N rows of the run's bank picked by greedy k-center selection
   (``score.coreset_size``, ``coreset_indices``: the library's code on the run's stored bank, as a fresh run with
-  that setting would build it); ``random N``: N rows drawn at random instead (the control);
+  that setting would build it); ``random N``: N rows drawn at random instead (the control). Only N below the
+  stored bank's rows: a run with ``score.coreset_size`` stores its coreset, so there N rows are a k-center
+  selection out of that coreset;
 - ``+ encoder_layer_maha``: the encoder's trunk layers pooled 2x2, one Ledoit-Wolf Gaussian each on the bank's
   images, d^2/dim summed (``layer_maha``'s recipe on E), added with ``layer_maha``'s weight;
 - ``+ layer_maha_pool4``: D's layers pooled 4x4 instead of 2x2, added likewise;
@@ -147,8 +149,8 @@ def main() -> None:
 
         variants = {"shipped": (comps, weights)}
         bank = scorer.bank
-        for label, idx in ([(f"coreset {n}", coreset_indices(bank, n)) for n in CORESETS]
-                           + [(f"random {n}", bank_indices(len(bank), n, 0)) for n in RANDOM]):
+        for label, idx in ([(f"coreset {n}", coreset_indices(bank, n)) for n in CORESETS if n < len(bank)]
+                           + [(f"random {n}", bank_indices(len(bank), n, 0)) for n in RANDOM if n < len(bank)]):
             sub = bank[idx]
             knn = {k: knn_distance(f, sub, scorer.spec.knn_k).double().numpy() for k, f in feats.items()}
             variants[label] = ({k: {**v, "feature_knn": knn[k]} for k, v in comps.items()}, weights)
