@@ -183,7 +183,7 @@ def main() -> None:
                 variants[f"+ map_max layer {layer} {w:g}"] = (
                     {k: {**v, "map_max": top[k]} for k, v in comps.items()}, {**weights, "map_max": w})
         no_f = {c: w for c, w in weights.items() if c != "feature_residual"}
-        for label in ("shipped", "coreset 512"):
+        for label in [v for v in ("shipped", "coreset 512") if v in variants]:
             variants[f"{label} - feature_residual"] = (variants[label][0], no_f)
         if args.values:
             args.values.mkdir(parents=True, exist_ok=True)
