@@ -66,18 +66,18 @@ def main() -> None:
                 for r in args.run]
         for (label, source), spec in itertools.product(runs, args.variant or ["shipped="]):
             name, _, settings = spec.partition("=")
-            run = source
+            run, stem = source, f"{label}-{name}".replace(" ", "_").replace("/", "_")
             if settings:
                 det = AnoGAN.load(source, device="cpu")
                 ds, sp = run_data(det, args.data_root)
                 cfg = build_config(base=det.config_.to_dict(), overrides=settings.split(";"))
                 det.scorer_ = rescore_with(det.scorer_, cfg, ds.x[sp.train], ds.x[sp.val])
                 det.config_ = cfg
-                run = tmp / f"{label}-{name}".replace(" ", "_").replace("/", "_")
+                run = tmp / stem
                 det.save(run)
             targets = [("torch", run)]
             if args.onnx:
-                targets.append(("onnx", tmp / f"{label}-{name}.onnx".replace(" ", "_").replace("/", "_")))
+                targets.append(("onnx", tmp / f"{stem}.onnx"))
                 export_run(run, targets[-1][1], force=True)
             for backend, model in targets:
                 full, one = [], []

@@ -33,7 +33,7 @@ from sklearn.metrics import roc_auc_score
 from anomgan import AnoGAN
 from anomgan.run_format import load_run
 from anomgan.runs import run_data
-from anomgan.training.fit import MAX_CALIBRATION, build_scorer
+from anomgan.training.fit import build_scorer, model_space
 from anomgan.training.trainer import Trainer, build_seeded_models
 
 ENCODER_EPOCHS = (2, 5, 10, 20)
@@ -64,8 +64,8 @@ class Probe:
     """``on_epoch`` hook: after each of ``ENCODER_EPOCHS`` encoder epochs, the detector built from the trainer's
     networks as a fresh run builds it, and scored on the decision sets: one row each."""
 
-    def __init__(self, case: dict, det: AnoGAN, cfg, state: dict, sets: dict, xt, xv):
-        self.case, self.det, self.cfg, self.state, self.sets, self.xt, self.xv = case, det, cfg, state, sets, xt, xv
+    def __init__(self, case: dict, det: AnoGAN, state: dict, sets: dict, xt, xv):
+        self.case, self.det, self.state, self.sets, self.xt, self.xv = case, det, state, sets, xt, xv
         self.rows: list[dict] = []
 
     def __call__(self, trainer: Trainer) -> None:
@@ -87,7 +87,7 @@ class Probe:
             row[f"{name}_residual_roc_auc"] = 100 * roc_auc_score(y, res["residual"])
         self.rows.append({**row, "machine": machine_label()})
         print({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
-        if (s.epoch, s.encoder_epoch) == (self.cfg.train.epochs, self.cfg.encoder.epochs):
+        if (s.epoch, s.encoder_epoch) == (det.config_.train.epochs, det.config_.encoder.epochs):
             print(f"  the run itself: test {row['test_roc_auc']:.4f} against its row {100 * case['roc_auc']:.4f}",
                   flush=True)
 
@@ -100,9 +100,8 @@ def main() -> None:
         pre, cfg = det.preprocessor_, det.config_
         state = load_run(run).training_state()
         ds, sp = run_data(det, args.data_root)
-        xt = pre.transform(pre.check(ds.x[sp.train], "training data"))
-        xv = pre.transform(pre.check(ds.x[sp.val], "validation data"))[:MAX_CALIBRATION]
-        probe = Probe(case, det, cfg, state, decision_sets(ds, sp, args.n_anomalies), xt, xv)
+        xt, xv = model_space(pre, ds.x[sp.train], ds.x[sp.val])
+        probe = Probe(case, det, state, decision_sets(ds, sp, args.n_anomalies), xt, xv)
         for extra in EXTRA_GAN_EPOCHS:
             start = time.perf_counter()
             train_on(cfg, state, xt, cfg.train.epochs + extra, max(ENCODER_EPOCHS), on_epoch=probe)

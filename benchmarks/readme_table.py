@@ -56,12 +56,21 @@ def _pct(v: float) -> str:
     return f"{100 * v:.1f}"
 
 
+def _paths(path) -> list[Path]:
+    return path if isinstance(path, list) else [path]
+
+
+def read_cases(path) -> pd.DataFrame:
+    """The cases of one benchmark CSV, or of several (``path`` a list, e.g. one CSV per seed) as one frame."""
+    return pd.concat([pd.read_csv(p, dtype={"normal_classes": str}) for p in _paths(path)], ignore_index=True)
+
+
 def one_class_table(path, title: str, baselines: tuple = (), note: str = "") -> list[str]:
     """Per-class table of a benchmark CSV (or of several, e.g. one per seed: ``path`` a list); each of
     ``baselines`` = (label, CSV) adds the ROC-AUC of another scoring (or an earlier training) of the same cases as
     one more row; missing CSVs are left out."""
-    paths = path if isinstance(path, list) else [path]
-    cases = pd.concat([pd.read_csv(p, dtype={"normal_classes": str}) for p in paths], ignore_index=True)
+    paths = _paths(path)
+    cases = read_cases(paths)
     g = cases.groupby("normal_classes", sort=False)
     seeds = sorted(cases.seed.unique())
     head = "| normal digit | " + " | ".join(str(c) for c in g.groups) + " | **mean** |"
@@ -76,10 +85,9 @@ def one_class_table(path, title: str, baselines: tuple = (), note: str = "") -> 
     overall = f"**{100 * per_seed.mean():.2f}**" + (f" ± {_pct(per_seed.std())}" if len(seeds) > 1 else "")
     lines.append("| anomgan | " + " | ".join(cells) + f" | {overall} |")
     for label, base_paths in baselines:
-        base_paths = [base_paths] if isinstance(base_paths, Path) else base_paths
-        if not all(p.exists() for p in base_paths):
+        if not all(p.exists() for p in _paths(base_paths)):
             continue
-        base = pd.concat([pd.read_csv(p, dtype={"normal_classes": str}) for p in base_paths], ignore_index=True)
+        base = read_cases(base_paths)
         base = base[base.seed.isin(seeds)].groupby("normal_classes").roc_auc.mean().reindex(list(g.groups))
         lines.append(f"| {label} | " + " | ".join(_pct(v) for v in base) + f" | {100 * base.mean():.2f} |")
     for name in COMPONENTS:

@@ -32,7 +32,7 @@ from anomgan.config import build_config
 from anomgan.evaluation.metrics import evaluate_scores
 from anomgan.run_format import load_run
 from anomgan.runs import load_data, score_test_split, split_data
-from anomgan.training.fit import rescore_with
+from anomgan.training.fit import model_space, rescore_with
 
 SCORES = [c for c in NAMES if ANOMALY_MAP not in COMPONENTS[c].needs]  # map_max needs a run with anomaly maps
 
@@ -59,7 +59,7 @@ def main() -> None:
         train_seconds = case["train_seconds"]
         if cfg.encoder.epochs != det.config_.encoder.epochs:
             state = load_run(run).training_state()
-            xt = det.preprocessor_.transform(det.preprocessor_.check(ds.x[splits.train], "training data"))
+            xt, _ = model_space(det.preprocessor_, ds.x[splits.train], ds.x[splits.val])
             trainer = train_on(det.config_, state, xt, det.config_.train.epochs, cfg.encoder.epochs)
             det.scorer_.encoder.load_state_dict(trainer.encoder.state_dict())
             seconds = [sum(r["seconds"] for r in history if r["phase"] == "encoder")

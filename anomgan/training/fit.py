@@ -79,6 +79,14 @@ class FitResult:
     seconds: float
 
 
+def model_space(pre: Preprocessor, x_train: np.ndarray, x_val: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normal training and calibration samples (source units) as training and ``build_scorer`` take them: each
+    checked against ``pre``, transformed, the validation samples cut to the first ``MAX_CALIBRATION``."""
+    xt = pre.transform(pre.check(x_train, "training data"))
+    xv = pre.transform(pre.check(np.asarray(x_val, dtype=np.float32), "validation data"))[:MAX_CALIBRATION]
+    return xt, xv
+
+
 def fit_detector(cfg: Config, x_train: np.ndarray, x_val: np.ndarray, feature_names: Optional[list] = None,
                  resume: Optional[dict] = None, on_epoch: Optional[Callable[[Trainer], None]] = None,
                  verbose: bool = False, extra_components=()) -> FitResult:
@@ -98,8 +106,7 @@ def fit_detector(cfg: Config, x_train: np.ndarray, x_val: np.ndarray, feature_na
     else:
         pre = fit_preprocessor(x_train, kind, cfg.data.image_size, cfg.data.channels, cfg.data.resize,
                                cfg.data.allow_resize, feature_names)
-    xt = pre.transform(pre.check(x_train, "training data"))
-    xv = pre.transform(pre.check(np.asarray(x_val, dtype=np.float32), "validation data"))[:MAX_CALIBRATION]
+    xt, xv = model_space(pre, x_train, x_val)
     model_args = model_args_for(cfg, pre)
     if pre.kind != "image" and any(cfg.score.map_weights.values()):
         raise ConfigError("score.map_weights: anomaly maps need images, this data is a table")
@@ -144,7 +151,6 @@ def rescore_with(scorer: Scorer, cfg: Config, x_train: np.ndarray, x_val: np.nda
     weights, bank, threshold): its normal statistics fitted from ``x_train``, calibrated on ``x_val`` (source
     units). The networks are not retrained: how studies compare score settings on the same trained models."""
     pre = Preprocessor.from_dict(scorer.spec.preprocess)
-    xt = pre.transform(pre.check(x_train, "training data"))
-    xv = pre.transform(pre.check(np.asarray(x_val, dtype=np.float32), "validation data"))[:MAX_CALIBRATION]
+    xt, xv = model_space(pre, x_train, x_val)
     networks = (scorer.generator, scorer.discriminator, scorer.encoder)
     return build_scorer(cfg, pre, scorer.spec.model_args, networks, xt, xv, scorer.device, extra_components)
