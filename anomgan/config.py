@@ -130,6 +130,9 @@ class ScoreConfig:
     threshold_quantile: float = 0.95  # threshold = this quantile of normal-validation anomaly scores
     batch_size: int = 256  # scoring batch size (memory bound)
     num_workers: int = 0  # DataLoader workers when reading image folders
+    # CPU scoring: batches scored side by side, each on its share of torch's threads. 0 = one batch per thread
+    # (small networks keep the cores busier that way: docs/tuning.md), 1 = one batch at a time on all of them
+    parallel_batches: int = 0
     amp: bool = False  # bf16 autocast for scoring on CUDA; ignored on CPU
 
 
@@ -346,6 +349,7 @@ def validate(cfg: Config) -> Config:
     need(0 < s.threshold_quantile < 1, "score.threshold_quantile", "in (0, 1)", s.threshold_quantile)
     need(s.batch_size >= 1, "score.batch_size", "at least 1", s.batch_size)
     need(s.num_workers >= 0, "score.num_workers", "must be >= 0", s.num_workers)
+    need(s.parallel_batches >= 0, "score.parallel_batches", "must be >= 0", s.parallel_batches)
     return cfg
 
 

@@ -25,6 +25,7 @@ from anomgan.data.preprocess import Preprocessor
 from anomgan.errors import ConfigError, DataError
 from anomgan.model import Scorer
 from anomgan.progress import ProgressBar
+from anomgan.scoring.parallel import scoring_threads, shared_threads, split_and_score
 
 
 def _as_config(config) -> Config:
@@ -209,24 +210,26 @@ class AnoGAN(OutlierMixin, BaseEstimator):
         bs = batch_size or self.config_.score.batch_size
         if scorer.calibration(inv) is None:  # a setting the run was not calibrated for: calibrate once, keep it
             scorer.fit_calibration(inv, self.config_.score.batch_size)
-        with ProgressBar(f"score ({inv.method})", total, enabled=self.verbose) as bar:
-            for raw in batches:
-                x = pre.check(np.asarray(raw, dtype=np.float32))
-                x = torch.from_numpy(x if x.flags.writeable and x.flags.c_contiguous else np.array(x, order="C"))
-                parts = []
-                for i in range(0, len(x), bs):
-                    xm = scorer.preprocess(x[i:i + bs].to(scorer.device, scorer.dtype))
-                    parts.append(scorer.score(xm, inv, keep_reconstructions))
-                    if keep_reconstructions:
-                        parts[-1]["x"] = xm
-                    bar.update(len(xm))
-                out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]} if parts else {}
+        def prepare(raw) -> torch.Tensor:
+            x = pre.check(np.asarray(raw, dtype=np.float32))
+            return torch.from_numpy(x if x.flags.writeable and x.flags.c_contiguous else np.array(x, order="C"))
+
+        def score(x: torch.Tensor) -> dict:
+            xm = scorer.preprocess(x.to(scorer.device, scorer.dtype))
+            out = scorer.score(xm, inv, keep_reconstructions)
+            if keep_reconstructions:
+                out["x"] = xm
+            return out
+
+        workers = scoring_threads(scorer.device, self.config_.score.parallel_batches)
+        with ProgressBar(f"score ({inv.method})", total, enabled=self.verbose) as bar, shared_threads(workers):
+            for parts in split_and_score(batches, prepare, score, bs, workers):
+                out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
                 res = {k: v.detach().cpu().numpy() for k, v in out.items() if k not in ("x", "x_hat")}
-                if not parts:
-                    continue
                 res["is_anomaly"] = (res["anomaly_score"] > res["threshold"]).astype(np.int64)
                 if keep_reconstructions:
                     res["x"], res["x_hat"] = out["x"].float().cpu(), out["x_hat"].float().cpu()
+                bar.update(len(res["anomaly_score"]))
                 yield res
 
     def score_components(self, X, method: Optional[str] = None, steps: Optional[int] = None,

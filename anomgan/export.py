@@ -26,6 +26,7 @@ from anomgan.data.preprocess import Preprocessor
 from anomgan.errors import DataError, OutputError, RunError
 from anomgan.io import atomic_path, check_output, require
 from anomgan.model import Inversion, Scorer
+from anomgan.scoring.parallel import scoring_threads, split_and_score, threads_per_batch
 
 OPSET = 18  # torch 2.14's exporter; onnxruntime >= 1.16 runs it
 SCORE_TOLERANCE = 1e-3  # x std of the normal-validation scores: the largest |torch - onnxruntime| accepted
@@ -74,7 +75,8 @@ def metadata_of(scorer: Scorer, config: dict, meta: dict) -> dict:
     return {"anomgan_version": __version__, "outputs": output_names(scorer), "components": list(scorer.components),
             "threshold": float(cal.threshold), "preprocess": scorer.spec.preprocess,
             "score": {"batch_size": int(config["score"]["batch_size"]),
-                      "num_workers": int(config["score"].get("num_workers", 0))},
+                      "num_workers": int(config["score"].get("num_workers", 0)),
+                      "parallel_batches": int(config["score"].get("parallel_batches", 0))},
             "data": {"label_column": config["data"].get("label_column", "label")},
             "dataset": meta.get("dataset"), "opset": OPSET, "score_tolerance": SCORE_TOLERANCE}
 
@@ -172,12 +174,14 @@ def check_export(path: Path, scorer: Scorer, raw: torch.Tensor, names: list) -> 
     return result
 
 
-def _session(model):
-    """An onnxruntime CPU session of a file path or the model's bytes."""
+def _session(model, intra_op_threads: int = 0):
+    """An onnxruntime CPU session of a file path or the model's bytes; ``intra_op_threads`` 0 = onnxruntime's
+    default (one per core), else each batch's share when batches run side by side (``scoring.parallel``)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    opts.intra_op_num_threads = intra_op_threads
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
 
@@ -201,7 +205,8 @@ class OnnxDetector:
             self.meta = json.loads(props[METADATA_KEY])
         except Exception as exc:  # noqa: BLE001 - any unreadable file is one error
             raise RunError(f"{where}: not an ONNX file exported by anomgan ({str(exc).splitlines()[0][:80]})") from None
-        self.session = _session(data)
+        self.workers = scoring_threads("cpu", self.meta["score"].get("parallel_batches", 0))
+        self.session = _session(data, intra_op_threads=threads_per_batch(self.workers))
         self.names = self.meta["outputs"]
         self.threshold_ = float(self.meta["threshold"])
         self.preprocessor_ = Preprocessor.from_dict(self.meta["preprocess"])
@@ -211,16 +216,16 @@ class OnnxDetector:
         self.label_column = self.meta["data"]["label_column"]
 
     def iter_scores(self, batches: Iterable[np.ndarray], batch_size: Optional[int] = None) -> Iterator[dict]:
-        bs = batch_size or self.batch_size
-        for raw in batches:
-            x = np.ascontiguousarray(self.preprocessor_.check(np.asarray(raw, dtype=np.float32)), dtype=np.float32)
-            if len(x) == 0:
-                continue
-            parts = [dict(zip(self.names, self.session.run(self.names, {"x": x[i:i + bs]})))
-                     for i in range(0, len(x), bs)]
+        def prepare(raw) -> np.ndarray:
+            return np.ascontiguousarray(self.preprocessor_.check(np.asarray(raw, dtype=np.float32)), dtype=np.float32)
+
+        def score(x: np.ndarray) -> dict:
+            return dict(zip(self.names, self.session.run(self.names, {"x": x})))
+
+        for parts in split_and_score(batches, prepare, score, batch_size or self.batch_size, self.workers):
             res = {k: np.concatenate([p[k] for p in parts]) for k in self.names}
             res["anomaly_score"] = res["anomaly_score"].astype(np.float64)
-            res["threshold"] = np.full(len(x), self.threshold_)
+            res["threshold"] = np.full(len(res["anomaly_score"]), self.threshold_)
             res["is_anomaly"] = (res["anomaly_score"] > self.threshold_).astype(np.int64)
             yield res
 

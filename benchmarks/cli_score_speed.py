@@ -12,7 +12,8 @@ the first ``--n`` training images of MNIST (all digits, uint8, 28 x 28) and once
 ``images_per_s`` = n / (median full time - median one-image time), so import and model loading are left out.
 ``--run`` repeats as ``LABEL=PATH``: every variant is then timed on each run (e.g. models of two widths).
 ``--onnx`` times each also as a user scores its export: ``anomgan export``, then ``anomgan score --run M.onnx``
-(onnxruntime; the ``backend`` column says which).
+(onnxruntime; the ``backend`` column says which). Repeats go round-robin over all of them, so a drift in the
+machine's speed reaches every row alike.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def main() -> None:
         np.save(tmp / "one.npy", x[:1])
         runs = [(r.partition("=")[0], Path(r.partition("=")[2])) if "=" in r else (Path(r).name, Path(r))
                 for r in args.run]
+        targets = []  # (label, variant, settings, backend, model)
         for (label, source), spec in itertools.product(runs, args.variant or ["shipped="]):
             name, _, settings = spec.partition("=")
             run, stem = source, f"{label}-{name}".replace(" ", "_").replace("/", "_")
@@ -75,23 +77,26 @@ def main() -> None:
                 det.config_ = cfg
                 run = tmp / stem
                 det.save(run)
-            targets = [("torch", run)]
+            targets.append((label, name, settings, "torch", run))
             if args.onnx:
-                targets.append(("onnx", tmp / f"{stem}.onnx"))
-                export_run(run, targets[-1][1], force=True)
-            for backend, model in targets:
-                full, one = [], []
-                for _ in range(args.repeats):
-                    full.append(timed_cli(model, tmp / "x.npy", tmp / "s.csv"))
-                    one.append(timed_cli(model, tmp / "one.npy", tmp / "s1.csv"))
-                seconds = float(np.median(full) - np.median(one))
-                rows.append({"variant": name, "settings": settings, "backend": backend, "n": args.n,
-                             "seconds_full": float(np.median(full)), "seconds_startup": float(np.median(one)),
-                             "images_per_s": args.n / seconds, "run": label, "repeats": args.repeats,
-                             "machine": machine_label()})
-                print(f"{label} {name:20s} {backend:5s} {rows[-1]['images_per_s']:8.0f} img/s "
-                      f"(full {rows[-1]['seconds_full']:.1f} s, start-up {rows[-1]['seconds_startup']:.1f} s)",
-                      flush=True)
+                export_run(run, tmp / f"{stem}.onnx", force=True)
+                targets.append((label, name, settings, "onnx", tmp / f"{stem}.onnx"))
+        full: dict = {t: [] for t in targets}
+        one: dict = {t: [] for t in targets}
+        for _ in range(args.repeats):  # round-robin: a drift in the machine's speed reaches every target alike
+            for t in targets:
+                full[t].append(timed_cli(t[4], tmp / "x.npy", tmp / "s.csv"))
+                one[t].append(timed_cli(t[4], tmp / "one.npy", tmp / "s1.csv"))
+        for t in targets:
+            label, name, settings, backend, _ = t
+            seconds = float(np.median(full[t]) - np.median(one[t]))
+            rows.append({"variant": name, "settings": settings, "backend": backend, "n": args.n,
+                         "seconds_full": float(np.median(full[t])), "seconds_startup": float(np.median(one[t])),
+                         "images_per_s": args.n / seconds, "run": label, "repeats": args.repeats,
+                         "machine": machine_label()})
+            print(f"{label} {name:20s} {backend:5s} {rows[-1]['images_per_s']:8.0f} img/s "
+                  f"(full {rows[-1]['seconds_full']:.1f} s, start-up {rows[-1]['seconds_startup']:.1f} s)",
+                  flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(args.out, index=False)
 

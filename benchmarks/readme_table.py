@@ -148,12 +148,12 @@ def tabular_lines(path: Path) -> list[str]:
     return lines
 
 
-def cli_speed_lines(path: Path, what: str) -> list[str]:
+def cli_speed_lines(path: Path, what: str, model: str = "digit-3 seed-0 model") -> list[str]:
     if not path.exists():
         return []
     c = pd.read_csv(path)
     lines = [f"**`anomgan score --method encoder` as a user runs it, {what}** ({c.n.iloc[0]:,} MNIST images as a "
-             f"uint8 `.npy` to CSV, digit-3 seed-0 model, 2-core CPU, median of {c.repeats.iloc[0]} runs minus the "
+             f"uint8 `.npy` to CSV, {model}, 2-core CPU, median of {c.repeats.iloc[0]} runs minus the "
              f"median one-image run, i.e. start-up aside; `{path.relative_to(ROOT)}`, "
              "`benchmarks/cli_score_speed.py`)", "",
              "| model | scorer | backend | images/s | full run s | start-up s |", "|---|---|---|---|---|---|"]
@@ -193,6 +193,11 @@ def main() -> None:
     out += [""] + cli_speed_lines(B / "cli-score-speed-width.csv", "width 16 against width 8")
     out += [""] + cli_speed_lines(B / "cli-score-speed-onnx.csv", "torch against the run's ONNX export "
                                   "(`anomgan export`, then `anomgan score --run M.onnx`: onnxruntime)")
+    r6 = "digit-3 seed-2 model of `mnist-cpu-shipped-s2.csv`"
+    out += [""] + cli_speed_lines(B / "cli-score-speed-98bb06e.csv", "round six's starting point (commit 98bb06e, "
+                                  "before batches side by side and the faster exact k-NN step)", r6)
+    out += [""] + cli_speed_lines(B / "cli-score-speed-parallel.csv", "round six: batches side by side on one "
+                                  "thread each (`score.parallel_batches`), repeats round-robin over the rows", r6)
     out += ["", "**Scoring speed on the 2-core CPU** (`configs/mnist.yaml`'s digit-3 seed-0 model, its weighted "
             "components, 256 balanced test images, `reports/benchmarks/score_speed.csv`; the last column is anomgan "
             "0.1 on the same model in the same session, `score_speed-0.1.csv`: this machine's speed drifts between "

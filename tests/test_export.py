@@ -1,5 +1,7 @@
 """ONNX export: one file, preprocessing inside, dynamic batch, checked against torch; Parquet in and out."""
 
+import threading
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -52,6 +54,26 @@ def test_onnx_scores_equal_torch_for_any_batch(digits_onnx, trained_run, digits,
         assert agree(got["anomaly_score"], ref["anomaly_score"]) < 1e-3
         assert agree(got["feature_knn"], ref["feature_knn"]) < 1e-3
         assert (got["is_anomaly"] == ref["is_anomaly"]).mean() > 0.98  # equal up to scores at the threshold
+
+
+def test_onnx_batches_run_side_by_side_on_one_thread_sessions(digits_onnx, digits):
+    det = OnnxDetector(digits_onnx)
+    x, seen = digits.x[:100], set()
+    assert det.session.get_session_options().intra_op_num_threads == (1 if det.workers > 1 else 0)
+    session = det.session
+
+    class Spy:
+        def run(self, *args):
+            seen.add(threading.current_thread().name)
+            return session.run(*args)
+
+    det.session, det.workers = Spy(), 2
+    two = next(det.iter_scores([x], batch_size=16))
+    assert seen and all(name.startswith("anomgan-score") for name in seen)
+    det.workers = 1
+    one = next(det.iter_scores([x], batch_size=16))
+    assert np.array_equal(two["anomaly_score"], one["anomaly_score"])
+    assert len(two["anomaly_score"]) == len(two["threshold"]) == 100
 
 
 def test_score_cli_gives_the_same_table_from_either_backend(digits_onnx, trained_run, digits, tmp_path):

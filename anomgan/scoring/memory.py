@@ -39,7 +39,9 @@ def knn_distance(features: torch.Tensor, bank: torch.Tensor, k: int) -> torch.Te
             d, idx = torch.cat([best_d, d], 1), torch.cat([best_i, idx], 1)
         best_d, pos = d.topk(min(n_cand, d.shape[1]), dim=1, largest=False)
         best_i = idx.gather(1, pos)
-    exact = (f.unsqueeze(1) - bank[best_i]).pow(2).sum(-1).sqrt()  # (B, n_cand), row by row
+    # (B, n_cand), row by row; one candidate at a time: a (B, n_cand, F) difference would not fit in cache and
+    # took 4x longer on MNIST's 2,048-d features, for the same bits
+    exact = torch.stack([(f - bank[best_i[:, j]]).pow(2).sum(-1).sqrt() for j in range(best_i.shape[1])], 1)
     return exact.topk(k, dim=1, largest=False).values.mean(1)
 
 
