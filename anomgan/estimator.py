@@ -221,7 +221,7 @@ class AnoGAN(OutlierMixin, BaseEstimator):
                 out["x"] = xm
             return out
 
-        workers = scoring_threads(scorer.device, self.config_.score.parallel_batches)
+        workers = scoring_threads(scorer.device, self.config_.score.parallel_batches, int(np.prod(pre.in_shape)))
         with ProgressBar(f"score ({inv.method})", total, enabled=self.verbose) as bar, shared_threads(workers):
             for parts in split_and_score(batches, prepare, score, bs, workers):
                 out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}

@@ -205,11 +205,12 @@ class OnnxDetector:
             self.meta = json.loads(props[METADATA_KEY])
         except Exception as exc:  # noqa: BLE001 - any unreadable file is one error
             raise RunError(f"{where}: not an ONNX file exported by anomgan ({str(exc).splitlines()[0][:80]})") from None
-        self.workers = scoring_threads("cpu", self.meta["score"].get("parallel_batches", 0))
-        self.session = _session(data, intra_op_threads=threads_per_batch(self.workers))
         self.names = self.meta["outputs"]
         self.threshold_ = float(self.meta["threshold"])
         self.preprocessor_ = Preprocessor.from_dict(self.meta["preprocess"])
+        self.workers = scoring_threads("cpu", self.meta["score"].get("parallel_batches", 0),
+                                       int(np.prod(self.preprocessor_.in_shape)))
+        self.session = _session(data, intra_op_threads=threads_per_batch(self.workers))
         self.has_maps = "anomaly_map" in self.names
         self.batch_size = int(self.meta["score"]["batch_size"])
         self.num_workers = int(self.meta["score"]["num_workers"])

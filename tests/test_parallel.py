@@ -60,6 +60,8 @@ def test_torch_threads_are_shared_out_and_restored():
         torch.set_num_threads(4)
         assert scoring_threads("cpu") == 4 and scoring_threads("cpu", setting=1) == 1
         assert scoring_threads("meta") == 1  # an accelerator: one batch at a time, its own parallelism
+        assert scoring_threads("cpu", sample_values=3 * 256 * 256) == 1  # large images: one batch at a time
+        assert scoring_threads("cpu", setting=2, sample_values=3 * 256 * 256) == 2  # unless set
         assert threads_per_batch(2) == 2 and threads_per_batch(4) == 1 and threads_per_batch(1) == 0
         with shared_threads(2):
             assert torch.get_num_threads() == 2

@@ -23,13 +23,20 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def scoring_threads(device: torch.device | str = "cpu", setting: int = 0) -> int:
+SMALL_SAMPLE = 3 * 64 * 64  # input values per sample (a 64-px RGB image) up to which 0 scores batches side by side
+
+
+def scoring_threads(device: torch.device | str = "cpu", setting: int = 0, sample_values: int = 0) -> int:
     """Batches scored side by side on ``device`` (``score.parallel_batches``): on a CPU the setting, or when 0
     torch's intra-op thread count (so ``torch.set_num_threads`` and ``OMP_NUM_THREADS`` bound it, and a Ray
-    worker with one CPU scores one batch at a time); 1 on an accelerator, which has parallelism of its own."""
+    worker with one CPU scores one batch at a time) for samples of up to ``SMALL_SAMPLE`` values, else 1. Larger
+    images keep the cores busy within one batch, and each batch in flight holds its activations. 1 on an
+    accelerator, which has parallelism of its own."""
     if torch.device(device).type != "cpu":
         return 1
-    return setting if setting > 0 else max(1, torch.get_num_threads())
+    if setting > 0:
+        return setting
+    return max(1, torch.get_num_threads()) if sample_values <= SMALL_SAMPLE else 1
 
 
 def threads_per_batch(workers: int) -> int:
