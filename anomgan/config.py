@@ -130,8 +130,9 @@ class ScoreConfig:
     threshold_quantile: float = 0.95  # threshold = this quantile of normal-validation anomaly scores
     batch_size: int = 256  # scoring batch size (memory bound)
     num_workers: int = 0  # DataLoader workers when reading image folders
-    # CPU scoring: batches scored side by side, each on its share of torch's threads. 0 = one batch per thread
-    # (small networks keep the cores busier that way: docs/tuning.md), 1 = one batch at a time on all of them
+    # CPU scoring: batches scored side by side, each on its share of torch's threads. 0 = one batch per thread for
+    # samples of up to 3x64x64 values, else one at a time (anomgan.scoring.parallel.scoring_threads); 1 = one batch
+    # at a time on all threads; N = N batches
     parallel_batches: int = 0
     amp: bool = False  # bf16 autocast for scoring on CUDA; ignored on CPU
 

@@ -1,9 +1,10 @@
-"""Batches scored on several CPU threads at once, one intra-op thread each, results in input order.
+"""Batches scored on several CPU threads at once, each on its share of the intra-op threads, results in order.
 
-The image networks are small: on a 2-core CPU their convolutions keep both cores busier as two one-thread
-streams than as one two-thread stream. MNIST at width 16 scored ~12 % faster that way through torch and
-through onnxruntime (docs/tuning.md, round six). Both engines release the GIL inside their kernels, so plain
-threads suffice, and at most ``2 x workers`` batches are in flight, so memory stays bounded on streams.
+Small networks keep a CPU's cores busier as several one-thread streams than as one stream on all threads: on a
+2-core CPU, `anomgan score` on 20,000 MNIST images (width 16) ran 14 % faster through torch and 22 % faster
+through onnxruntime that way (docs/tuning.md, round six; reports/benchmarks/cli-score-speed-parallel.csv). Both
+engines release the GIL inside their kernels, so plain threads suffice, and at most ``2 x workers`` batches are
+in flight, so memory stays bounded on streams.
 
 ``scoring_threads`` is the one rule for how many streams a backend gets; ``ordered_map`` runs them, and
 ``split_and_score`` is the streaming loop both scoring engines share (torch's ``AnoGAN.iter_scores`` and
