@@ -222,8 +222,8 @@ class AnoGAN(OutlierMixin, BaseEstimator):
             return out
 
         workers = scoring_threads(scorer.device, self.config_.score.parallel_batches, int(np.prod(pre.in_shape)))
-        with ProgressBar(f"score ({inv.method})", total, enabled=self.verbose) as bar, shared_threads(workers):
-            for parts in split_and_score(batches, prepare, score, bs, workers):
+        with ProgressBar(f"score ({inv.method})", total, enabled=self.verbose) as bar, shared_threads(workers) as init:
+            for parts in split_and_score(batches, prepare, score, bs, workers, init):
                 out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
                 res = {k: v.detach().cpu().numpy() for k, v in out.items() if k not in ("x", "x_hat")}
                 res["is_anomaly"] = (res["anomaly_score"] > res["threshold"]).astype(np.int64)

@@ -63,11 +63,13 @@ def test_torch_threads_are_shared_out_and_restored():
         assert scoring_threads("cpu", sample_values=3 * 256 * 256) == 1  # large images: one batch at a time
         assert scoring_threads("cpu", setting=2, sample_values=3 * 256 * 256) == 2  # unless set
         assert threads_per_batch(2) == 2 and threads_per_batch(4) == 1 and threads_per_batch(1) == 0
-        with shared_threads(2):
-            assert torch.get_num_threads() == 2
+        with shared_threads(2) as init:
+            seen = list(ordered_map(lambda _: torch.get_num_threads(), range(4), workers=2, initializer=init))
+            assert seen == [2, 2, 2, 2]  # each worker at its share
+            assert torch.get_num_threads() == 4  # the caller keeps its own
         assert torch.get_num_threads() == 4
-        with shared_threads(1):
-            assert torch.get_num_threads() == 4
+        with shared_threads(1) as init:
+            assert init is None and torch.get_num_threads() == 4
     finally:
         torch.set_num_threads(before)
 
@@ -80,23 +82,26 @@ def test_scores_are_the_same_on_one_or_two_streams(trained_run, digits, monkeypa
     score = det.scorer_.score
 
     def spy(*args, **kwargs):
-        threads_seen.add(threading.current_thread().name)
+        threads_seen.add((threading.current_thread().name, torch.get_num_threads()))
         return score(*args, **kwargs)
 
     monkeypatch.setattr(det.scorer_, "score", spy)
     try:
         torch.set_num_threads(1)
         one = next(det.iter_scores([x], method="encoder", batch_size=32))
-        assert threads_seen == {threading.current_thread().name}
+        assert threads_seen == {(threading.current_thread().name, 1)}
         torch.set_num_threads(2)
         threads_seen.clear()
-        two = next(det.iter_scores([x], method="encoder", batch_size=32))
-        assert threads_seen and all(n.startswith("anomgan-score") for n in threads_seen)
-        assert torch.get_num_threads() == 2  # restored after the stream
+        stream = det.iter_scores([x, x[:40]], method="encoder", batch_size=32)
+        two = next(stream)
+        assert torch.get_num_threads() == 2  # between two batches the caller keeps both threads
+        list(stream)
+        assert threads_seen and all(n.startswith("anomgan-score") and k == 1 for n, k in threads_seen)
+        assert torch.get_num_threads() == 2  # and after the stream
         threads_seen.clear()
         det.config_.score.parallel_batches = 1  # off: one batch at a time on both threads
         next(det.iter_scores([x], method="encoder", batch_size=32))
-        assert threads_seen == {threading.current_thread().name}
+        assert threads_seen == {(threading.current_thread().name, 2)}
     finally:
         torch.set_num_threads(before)
     assert np.allclose(two["anomaly_score"], one["anomaly_score"], rtol=1e-5, atol=1e-6)

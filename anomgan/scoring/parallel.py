@@ -46,21 +46,25 @@ def threads_per_batch(workers: int) -> int:
 
 
 @contextmanager
-def shared_threads(workers: int) -> Iterator[None]:
-    """torch at each batch's share of its threads while ``workers`` > 1 batches run side by side; restored after."""
+def shared_threads(workers: int) -> Iterator[Callable[[], None] | None]:
+    """While ``workers`` > 1 batches run side by side: yields the initializer that puts each worker thread at its
+    share of torch's threads (``ordered_map``'s ``initializer``); afterwards torch's count is what it was. The
+    calling thread keeps its own count throughout (OpenMP's thread count is per thread), so a caller's torch work
+    between two scored batches runs on all threads. ``None`` for one batch at a time."""
     if workers <= 1:
-        yield
+        yield None
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads_per_batch(workers))
+    before, share = torch.get_num_threads(), threads_per_batch(workers)
     try:
-        yield
+        yield lambda: torch.set_num_threads(share)
     finally:
-        torch.set_num_threads(before)
+        torch.set_num_threads(before)  # the default that threads started later inherit
 
 
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
-    """``fn(item)`` for each item, in the items' order, on ``workers`` threads (the caller's own when 1).
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
+                initializer: Callable[[], None] | None = None) -> Iterator[R]:
+    """``fn(item)`` for each item, in the items' order, on ``workers`` threads (the caller's own when 1), each
+    started by ``initializer``.
 
     Items are read lazily, at most ``2 * workers`` ahead of the results handed out; an exception in ``fn`` is
     raised here, at that item's turn.
@@ -68,7 +72,7 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Itera
     if workers <= 1:
         yield from map(fn, items)
         return
-    with ThreadPoolExecutor(workers, thread_name_prefix="anomgan-score") as pool:
+    with ThreadPoolExecutor(workers, thread_name_prefix="anomgan-score", initializer=initializer) as pool:
         pending: deque = deque()
         try:
             for item in items:
@@ -83,7 +87,8 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Itera
 
 
 def split_and_score(batches: Iterable[Any], prepare: Callable[[Any], Sequence], score: Callable[[Sequence], R],
-                    batch_size: int, workers: int) -> Iterator[list[R]]:
+                    batch_size: int, workers: int, initializer: Callable[[], None] | None = None
+                    ) -> Iterator[list[R]]:
     """Per input batch (in order), the list of ``score`` results of its sub-batches of at most ``batch_size``.
 
     ``prepare`` turns an input batch into an indexable array (checked, in the engine's type); empty batches
@@ -100,7 +105,7 @@ def split_and_score(batches: Iterable[Any], prepare: Callable[[Any], Sequence], 
         return score(part[0]), part[1]
 
     done: list = []
-    for result, ends_batch in ordered_map(run, parts(), workers):
+    for result, ends_batch in ordered_map(run, parts(), workers, initializer):
         done.append(result)
         if ends_batch:
             yield done
