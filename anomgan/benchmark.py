@@ -62,6 +62,17 @@ def summarise(cases: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([per_class, overall], ignore_index=True)
 
 
+def read_cases(path) -> pd.DataFrame:
+    """A benchmark CSV as written: the class lists stay text ("3", "0,1,2"), not numbers."""
+    return pd.read_csv(path, dtype={"normal_classes": str, "anomalous_classes": str})
+
+
+def default_runs_dir(out) -> Path:
+    """Where a benchmark writing ``out`` keeps its cases' runs unless told otherwise: ``<stem>.runs/`` beside it."""
+    out = Path(out)
+    return out.parent / f"{out.stem}.runs"
+
+
 def case_run_dir(runs_dir, protocol: str, normal_classes: str, seed) -> Path:
     """Where a benchmark keeps one case's run: ``<runs_dir>/<protocol>-<normal classes, _-joined>-s<seed>``
     (``normal_classes`` as the CSV writes it, comma-joined)."""
@@ -85,12 +96,11 @@ def run_benchmark(cfg: Config, protocol: str, classes: Optional[list], seeds: li
     all_classes = ds.classes
     case_list = cases_for(protocol, classes if classes else all_classes, all_classes)
     method = method or cfg.score.method
-    done = pd.read_csv(out, dtype={"normal_classes": str, "anomalous_classes": str}) if out.is_file() else \
-        pd.DataFrame()
+    done = read_cases(out) if out.is_file() else pd.DataFrame()
     # earlier versions wrote the frame's index too, and each resume added one more such column
     done = done.loc[:, ~done.columns.astype(str).str.startswith("Unnamed:")]
     finished = set(map(tuple, done[KEY].astype(str).to_numpy())) if len(done) else set()
-    runs_dir = Path(runs_dir) if runs_dir else out.parent / f"{out.stem}.runs"
+    runs_dir = Path(runs_dir) if runs_dir else default_runs_dir(out)
     rows = done.to_dict("records")
     skipped = 0
     for seed in seeds:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from anomgan.benchmark import read_cases as benchmark_cases
 from anomgan.components import NAMES as COMPONENTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +63,7 @@ def _paths(path) -> list[Path]:
 
 def read_cases(path) -> pd.DataFrame:
     """The cases of one benchmark CSV, or of several (``path`` a list, e.g. one CSV per seed) as one frame."""
-    return pd.concat([pd.read_csv(p, dtype={"normal_classes": str}) for p in _paths(path)], ignore_index=True)
+    return pd.concat([benchmark_cases(p) for p in _paths(path)], ignore_index=True)
 
 
 def one_class_table(path, title: str, baselines: tuple = (), note: str = "") -> list[str]:

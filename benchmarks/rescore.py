@@ -3,8 +3,8 @@
     python benchmarks/rescore.py --cases reports/benchmarks/mnist-cpu-one-class.csv --config configs/mnist.yaml \
         --data-root ../shared/data --out reports/benchmarks/mnist-cpu-one-class-maha.csv
 
-For each case of ``--cases`` (a CSV written by ``anomgan benchmark``), loads its final model from the
-``<cases>.runs/`` folder and gives its networks a new scorer with the score settings of ``--config``
+For each case of ``--cases`` (a CSV written by ``anomgan benchmark``; ``--classes`` picks some), loads its final
+model from the ``<cases>.runs/`` folder (or ``--runs-dir``) and gives its networks a new scorer with the score settings of ``--config``
 (``anomgan.training.fit.rescore_with``): the bank and Gaussians fitted from the case's normal-training split
 (the samples a fresh run keeps: same split, same seeded subset), every component computed (the unweighted ones
 for their own ROC-AUC columns), calibrated on the normal-validation split. Scores the test split once and writes
@@ -18,15 +18,14 @@ seconds for the new ones.
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import pandas as pd
 from epoch_split import train_on  # this script's folder is on sys.path
+from score_levers import case_arguments, finished_runs
 
 from anomgan import AnoGAN
-from anomgan.benchmark import case_run_dir, summarise
+from anomgan.benchmark import summarise
 from anomgan.components import ANOMALY_MAP, COMPONENTS, NAMES
 from anomgan.config import build_config
 from anomgan.evaluation.metrics import evaluate_scores
@@ -38,21 +37,14 @@ SCORES = [c for c in NAMES if ANOMALY_MAP not in COMPONENTS[c].needs]  # map_max
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cases", type=Path, required=True)
+    ap = case_arguments(__doc__, decision_sets=False)
     ap.add_argument("--config", required=True, help="scoring settings (score.*) applied to every run, and its "
                     "encoder epochs when they differ from a run's")
-    ap.add_argument("--runs-dir", type=Path, default=None, help="the cases' runs (default: <cases>.runs/)")
-    ap.add_argument("--data-root", default=None)
-    ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     cfg = build_config(args.config, flags={"data.root": args.data_root})
-    cases = pd.read_csv(args.cases, dtype={"normal_classes": str, "anomalous_classes": str})
-    runs = args.runs_dir or args.cases.parent / f"{args.cases.stem}.runs"
     ds = load_data(cfg)
-    rows = []
-    for case in cases.to_dict("records"):
-        run = case_run_dir(runs, case["protocol"], case["normal_classes"], case["seed"])
+    rows, was = [], []
+    for case, run in finished_runs(args):
         det = AnoGAN.load(run, device="cpu")
         det.config_.score = cfg.score
         splits = split_data(det.config_, ds)
@@ -80,12 +72,13 @@ def main() -> None:
                "score_seconds": score_seconds, "rescored_from": args.cases.name,
                "encoder_epochs": det.config_.encoder.epochs}
         rows.append(row)
+        was.append(case["roc_auc"])
         print(f"{run.name}: ROC-AUC {row['roc_auc']:.4f} (was {case['roc_auc']:.4f}; feature_knn alone "
               f"{row['feature_knn_roc_auc']:.4f}, layer_maha alone {row['layer_maha_roc_auc']:.4f})", flush=True)
     out = pd.DataFrame(rows)
     out.to_csv(args.out, index=False)
     summarise(out).to_csv(args.out.with_name(f"{args.out.stem}.summary.csv"), index=False)
-    print(f"mean ROC-AUC {out.roc_auc.mean():.4f} (was {cases.roc_auc.mean():.4f}) -> {args.out}")
+    print(f"mean ROC-AUC {out.roc_auc.mean():.4f} (was {sum(was) / len(was):.4f}) -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ from common import machine_label  # this script's folder is on sys.path
 from sklearn.metrics import roc_auc_score
 
 from anomgan import AnoGAN
-from anomgan.benchmark import case_run_dir
+from anomgan.benchmark import case_run_dir, default_runs_dir, read_cases
 from anomgan.runs import run_data
 from anomgan.scoring.memory import knn_distance, mahalanobis_sq
 from anomgan.training.fit import MAX_CALIBRATION, rescore_with
@@ -101,13 +101,15 @@ def decision_sets(ds, sp, n_anomalies: int) -> dict:
             "test": (ds.x[sp.test], sp.test_targets(ds))}
 
 
-def case_arguments(description: str) -> argparse.ArgumentParser:
-    """The command line of a study on a benchmark's finished runs: which cases, where their runs and data are."""
+def case_arguments(description: str, decision_sets: bool = True) -> argparse.ArgumentParser:
+    """The command line of a study on a benchmark's finished runs: which cases, where their runs and data are
+    (and, with ``decision_sets``, how many other-class images its val set holds)."""
     ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", type=Path, required=True, help="an 'anomgan benchmark' CSV")
     ap.add_argument("--runs-dir", type=Path, default=None, help="the cases' runs (default: <cases>.runs/)")
     ap.add_argument("--data-root", default=None)
-    ap.add_argument("--n-anomalies", type=int, default=2000, help="other-class training images in the val set")
+    if decision_sets:
+        ap.add_argument("--n-anomalies", type=int, default=2000, help="other-class training images in the val set")
     ap.add_argument("--classes", default=None, help="only these normal classes, e.g. 8,2,3 (default: every case)")
     ap.add_argument("--out", type=Path, required=True)
     return ap
@@ -115,10 +117,10 @@ def case_arguments(description: str) -> argparse.ArgumentParser:
 
 def finished_runs(args) -> Iterator[tuple[dict, Path]]:
     """Each case of ``args.cases`` that ``args.classes`` selects, with its run directory."""
-    cases = pd.read_csv(args.cases, dtype={"normal_classes": str})
+    cases = read_cases(args.cases)
     if args.classes:
         cases = cases[cases["normal_classes"].isin(args.classes.split(","))]
-    runs = args.runs_dir or args.cases.parent / f"{args.cases.stem}.runs"
+    runs = args.runs_dir or default_runs_dir(args.cases)
     for case in cases.to_dict("records"):
         yield case, case_run_dir(runs, case["protocol"], case["normal_classes"], case["seed"])
 
