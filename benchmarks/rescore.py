@@ -4,11 +4,12 @@
         --data-root ../shared/data --out reports/benchmarks/mnist-cpu-one-class-maha.csv
 
 For each case of ``--cases`` (a CSV written by ``anomgan benchmark``; ``--classes`` picks some), loads its final
-model from the ``<cases>.runs/`` folder (or ``--runs-dir``) and gives its networks a new scorer with the score settings of ``--config``
-(``anomgan.training.fit.rescore_with``): the bank and Gaussians fitted from the case's normal-training split
-(the samples a fresh run keeps: same split, same seeded subset), every component computed (the unweighted ones
-for their own ROC-AUC columns), calibrated on the normal-validation split. Scores the test split once and writes
-a CSV in the benchmark's format; ``train_seconds`` is the original plus the time to build the new scorer.
+model from the ``<cases>.runs/`` folder (or ``--runs-dir``) and gives its networks a new scorer with the score
+settings of ``--config`` (``anomgan.training.fit.rescore_with``): the bank and Gaussians fitted from the case's
+normal-training split (the samples a fresh run keeps: same split, same seeded subset), every component computed
+(the unweighted ones for their own ROC-AUC columns), calibrated on the normal-validation split. Scores the test
+split once and writes a CSV in the benchmark's format; ``train_seconds`` is the original plus the time to build the
+new scorer.
 
 When ``--config`` asks for other encoder epochs than a run was trained with, the run's encoder is trained anew
 for that many epochs on its own G and D first (``epoch_split.train_on``: what a fresh run of the config trains,
