@@ -72,6 +72,7 @@ class TrainConfig:
     ema_decay: float = 0.999  # EMA of G weights used for sampling and scoring; 0 disables
     augment: bool = False  # DiffAugment-style translation+cutout on D inputs (small data sets)
     consistency: float = 0.0  # bCR weight (Zhao et al. 2021): (D(x) - D(shift(x)))^2 on real and fake images; 0 = off
+    contrastive: float = 0.0  # SimCLR (NT-Xent) weight on D's features of each real image and a view of it; 0 = off
     sample_every: int = 5  # save a sample grid every N epochs (and at the end)
     amp: bool = False  # mixed precision on CUDA (bf16); ignored on CPU
     seed: int = 0  # seeds splits, weights, noise: same seed on CPU -> identical run
@@ -301,6 +302,7 @@ def validate(cfg: Config) -> Config:
     need(t.gp_weight >= 0, "train.gp_weight", "must be >= 0", t.gp_weight)
     need(t.gp_every >= 1, "train.gp_every", "at least 1", t.gp_every)
     need(t.consistency >= 0, "train.consistency", "0 (off) or more", t.consistency)
+    need(t.contrastive >= 0, "train.contrastive", "0 (off) or more", t.contrastive)
     need(0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1)", t.ema_decay)
     need(t.sample_every >= 1, "train.sample_every", "at least 1", t.sample_every)
     need(t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:"), "train.device", "auto, cpu or cuda",

@@ -207,3 +207,44 @@ def test_channels_last_models_match_contiguous_inputs():
     trunk_maps = d.trunk.body(x)
     assert torch.allclose(f_a[:, :trunk_maps.shape[-1]], trunk_maps[:, 0, 0])
     assert g(torch.randn(2, 4)).shape == (2, 1, 8, 8)
+
+
+def test_nt_xent_is_low_when_each_row_finds_its_own_view():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(16, 8, generator=g)
+    same = losses.nt_xent(a, a + 0.01 * torch.randn(16, 8, generator=g))
+    shuffled = losses.nt_xent(a, a[torch.randperm(16, generator=g)])
+    assert same < 0.5 * shuffled
+    assert same > 0  # the other 30 rows still take some of the softmax
+
+
+def _view_gap(det, x):
+    """Mean cosine similarity of D's features of each real image to those of its own translated + cut view, minus
+    that to the other images' views: how far D's features tell an image's view from the rest."""
+    D = det.scorer_.discriminator.eval()
+    real = det.preprocessor_.transform(x)
+    with torch.no_grad():
+        f = torch.nn.functional.normalize(D.features(real), dim=1)
+        v = torch.nn.functional.normalize(D.features(diff_augment(real, torch.Generator().manual_seed(3))), dim=1)
+    sim, n = f @ v.T, len(x)
+    return float(sim.diag().mean() - (sim.sum() - sim.diag().sum()) / (n * n - n))
+
+
+def test_contrastive_training_makes_d_features_find_each_image_s_view(digits):
+    x = digits.x[digits.y == "0"]
+    gaps = {w: _view_gap(AnoGAN(config=tiny_config(train__epochs=30, encoder__epochs=0, train__contrastive=w)).fit(x),
+                         x) for w in (0.0, 5.0)}
+    assert gaps[5.0] > 2 * gaps[0.0] > 0
+
+
+def test_contrastive_head_is_checkpointed_and_resumes_identically(tmp_path):
+    cfg = tiny_config(train__epochs=2, encoder__epochs=1, train__contrastive=1.0)
+    full = train_run(cfg, tmp_path / "full")
+    assert "projection" in load_run(full.run_dir).training
+    interrupted = tmp_path / "interrupted"
+    _train_and_stop_after(cfg, interrupted, gan_epochs=1)
+    train_run(cfg, interrupted, resume=True)
+    wf, wr = _weights(full.run_dir), _weights(interrupted)
+    assert all(torch.equal(wf[k], wr[k]) for k in wf)
+    plain = _weights(train_run(tiny_config(train__epochs=2, encoder__epochs=1), tmp_path / "plain").run_dir)
+    assert not all(torch.equal(wf[k], plain[k]) for k in wf)  # the term does reach D

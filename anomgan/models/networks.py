@@ -92,8 +92,10 @@ class _Discriminator(nn.Module):
         f = self.trunk(x)
         return self.head(f).squeeze(1), f
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_with_features(x)[0]
+    def forward(self, x: torch.Tensor, with_features: bool = False):
+        """logit (B,); with ``with_features``, (logit, f(x)): the one call that DistributedDataParallel wraps."""
+        out = self.forward_with_features(x)
+        return out if with_features else out[0]
 
     def forward_with_layers(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """(logit (B,), f(x) (B, F), coarse activations of every trunk layer) in one pass.

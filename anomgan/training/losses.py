@@ -41,3 +41,16 @@ def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.T
     out = discriminator(interp)
     (grad,) = torch.autograd.grad(out.sum(), interp, create_graph=True)
     return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
+
+
+CONTRASTIVE_TEMPERATURE = 0.5  # SimCLR's for small batches (Chen et al. 2020)
+
+
+def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float = CONTRASTIVE_TEMPERATURE) -> torch.Tensor:
+    """SimCLR's NT-Xent: row i of ``a`` and row i of ``b`` (B, P) are two views of one sample; each must pick out
+    its partner among the other 2B - 1 rows by cosine similarity."""
+    n = a.shape[0]
+    z = F.normalize(torch.cat([a, b]).float(), dim=1)
+    sim = (z @ z.T / temperature).masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    return F.cross_entropy(sim, partner)

@@ -22,7 +22,8 @@ def diff_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> t
     """Random translation (1/8 of the size) + cutout (1/4 of the area), per sample, differentiable in x.
 
     Applied identically in kind (not in draw) to real and fake batches before D, so D cannot
-    memorise a small training set (Zhao et al. 2020). x: (B, C, H, W) in [-1, 1].
+    memorise a small training set (Zhao et al. 2020). x: (B, C, H, W) in [-1, 1]. The same transform makes the
+    second view of each real image for ``train.contrastive``.
     """
     if x.dim() != 4:
         return x

@@ -49,6 +49,11 @@ def build_seeded_models(model_args: dict, seed: int):
         return build_models(model_args)
 
 
+def projection_head(n_features: int) -> nn.Module:
+    """SimCLR's projection MLP: the contrastive loss reads its output, the score reads D's features before it."""
+    return nn.Sequential(nn.Linear(n_features, 256), nn.ReLU(True), nn.Linear(256, 128))
+
+
 def _grad_norm(module: nn.Module) -> float:
     norms = [p.grad.detach().norm() for p in module.parameters() if p.grad is not None]
     return float(torch.stack(norms).norm()) if norms else 0.0
@@ -87,6 +92,13 @@ class Trainer:
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=t.lr_d, betas=betas)
         self.opt_e = torch.optim.Adam(self.encoder.parameters(), lr=cfg.encoder.lr, betas=(0.5, 0.999))
+        # train.contrastive: a projection head on D's features, trained with D and used by nothing else
+        self.projection: Optional[nn.Module] = None
+        if t.contrastive > 0 and model_args["kind"] == "image":
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(t.seed)
+                self.projection = projection_head(self.discriminator.trunk.out_dim).to(device)
+            self.opt_p = torch.optim.Adam(self.projection.parameters(), lr=t.lr_d, betas=betas)
         self.rng = torch.Generator(device=device).manual_seed(t.seed + 1000 * self.rank)
         self.fixed_z = torch.randn(64, model_args["z_dim"], generator=torch.Generator().manual_seed(t.seed)).to(device)
         self.state = TrainState()
@@ -98,6 +110,7 @@ class Trainer:
         self.g_train: nn.Module = self.generator
         self.d_train: nn.Module = self.discriminator
         self.e_train: nn.Module = self.encoder
+        self.p_train: Optional[nn.Module] = self.projection
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -105,6 +118,8 @@ class Trainer:
             self.g_train = DDP(self.generator, device_ids=ids)
             self.d_train = DDP(self.discriminator, device_ids=ids)
             self.e_train = DDP(self.encoder, device_ids=ids)
+            if self.projection is not None:
+                self.p_train = DDP(self.projection, device_ids=ids)
 
     def _batches(self, epoch: int, batch_size: int) -> list[torch.Tensor]:
         """This rank's shuffled shard for ``epoch`` (DistributedSampler; deterministic in seed and epoch)."""
@@ -121,6 +136,9 @@ class Trainer:
     def state_dict(self) -> dict:
         """Everything needed to continue training: weights, EMA, optimisers, RNG, counters, history."""
         s = self.state
+        head = {}  # train.contrastive's projection head and its optimiser, when it has one
+        if self.projection is not None:
+            head = {"projection": self.projection.state_dict(), "opt_p": self.opt_p.state_dict()}
         return {
             "model_args": self.model_args,
             "preprocess": self.preprocess,
@@ -132,6 +150,7 @@ class Trainer:
             "encoder": self.encoder.state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "opt_e": self.opt_e.state_dict(),
             "rng": self.rng.get_state(),
+            **head,
         }
 
     def load_state_dict(self, ckpt: dict) -> None:
@@ -142,6 +161,9 @@ class Trainer:
         self.opt_g.load_state_dict(ckpt["opt_g"])
         self.opt_d.load_state_dict(ckpt["opt_d"])
         self.opt_e.load_state_dict(ckpt["opt_e"])
+        if self.projection is not None and "projection" in ckpt:  # else (contrastive newly on) the head starts fresh
+            self.projection.load_state_dict(ckpt["projection"])
+            self.opt_p.load_state_dict(ckpt["opt_p"])
         if self.rank == 0:
             self.rng.set_state(ckpt["rng"])
         self.state = TrainState(phase=ckpt["phase"], epoch=ckpt["epoch"], encoder_epoch=ckpt["encoder_epoch"],
@@ -183,9 +205,17 @@ class Trainer:
                 with self._autocast():
                     with torch.no_grad():
                         fake = self.generator(z)
-                    out = D(torch.cat([self._augment(real), self._augment(fake.detach())]))
+                    inputs = [self._augment(real), self._augment(fake.detach())]
+                    if self.projection is None:
+                        out = D(torch.cat(inputs))
+                    else:  # a second view of each real image rides along in the same D pass
+                        out, feats = D(torch.cat([*inputs, diff_augment(real, self.rng)]), with_features=True)
+                        out = out[:2 * b]
                     out_real, out_fake = out[:b].float(), out[b:].float()
                     d_loss = losses.d_loss(t.loss, out_real, out_fake)
+                    if self.projection is not None:  # SimCLR on D's features: each real image picks out its view
+                        views = self.p_train(torch.cat([feats[:b], feats[2 * b:]]))
+                        d_loss = d_loss + t.contrastive * losses.nt_xent(views[:b], views[b:])
                     if t.consistency > 0 and real.dim() == 4:  # bCR: D's verdict should not move under a small shift
                         shifted = D(translate(torch.cat([real, fake.detach()]), self.rng)).float()
                         d_loss = d_loss + t.consistency * (shifted - out.float()).pow(2).mean()
@@ -196,9 +226,13 @@ class Trainer:
                     d_loss = d_loss + t.gp_weight * t.gp_every * gp
                 self._check_finite(epoch, i, d_loss=d_loss)
                 self.opt_d.zero_grad(set_to_none=True)
+                if self.projection is not None:
+                    self.opt_p.zero_grad(set_to_none=True)
                 d_loss.backward()
                 gn_d = _grad_norm(self.discriminator)
                 self.opt_d.step()
+                if self.projection is not None:
+                    self.opt_p.step()
             # --- generator step: D's own (unwrapped) forward, its grads are discarded at the next D step
             z = torch.randn(b, z_dim, device=self.device, generator=self.rng)
             with self._autocast():
