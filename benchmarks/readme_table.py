@@ -149,6 +149,22 @@ def tabular_lines(path: Path) -> list[str]:
     return lines
 
 
+def many_seeds_lines(path: Path) -> list[str]:
+    """One table of ``benchmarks/tabular.py`` on many seeds: the default and the peers, and the paired gaps."""
+    t = pd.read_csv(path)
+    (name,) = t.table.unique()
+    cells = {c: f"{_pct(t[c].mean())} ± {_pct(t[c].std())}" for c in ("default", "peer_knn", "peer_isolation_forest")}
+    gaps = []
+    for peer, label in (("peer_isolation_forest", "IsolationForest"), ("peer_knn", "kNN")):
+        d = (t["default"] - t[peer]) * 100
+        mean = f"{d.mean():+.2f}".replace("-", "−")
+        gaps.append(f"anomgan − {label} {mean} (standard error {d.std() / len(d) ** 0.5:.2f}; anomgan ahead on "
+                    f"{int((d > 0).sum())} of {len(d)} seeds)")
+    return [f"{name} on {len(t)} seeds (the same config and splits, `{path.relative_to(ROOT)}`): anomgan "
+            f"{cells['default']}, kNN {cells['peer_knn']}, IsolationForest {cells['peer_isolation_forest']}; paired "
+            f"by seed, {gaps[0]}, {gaps[1]}."]
+
+
 def cli_speed_lines(path: Path, what: str, model: str = "digit-3 seed-0 model") -> list[str]:
     if not path.exists():
         return []
@@ -184,6 +200,7 @@ def main() -> None:
         B / "mnist-cpu-w8.csv", "MNIST at `--set model.width=8`, otherwise `configs/mnist.yaml`, 2-core CPU",
         note=W8_NOTE)
     out += [""] + tabular_lines(B / "tabular.csv")
+    out += [""] + many_seeds_lines(B / "tabular-breast-cancer-20-seeds.csv")
     sp = pd.read_csv(B / "score_speed.csv")
     old = B / "score_speed-0.1.csv"
     old_ips = pd.read_csv(old).set_index("method").images_per_s if old.exists() else {}
