@@ -10,6 +10,7 @@ Each ``--variant NAME=KEY=VALUE[;KEY=VALUE]`` gives the run's networks a scorer 
 temporary folder; an empty setting scores the run as it is. For each, the command runs ``--repeats`` times on
 the first ``--n`` training images of MNIST (all digits, uint8, 28 x 28) and once per repeat on one image:
 ``images_per_s`` = n / (median full time - median one-image time), so import and model loading are left out.
+``--input X.npy`` scores that array instead (e.g. real inspection images; ``--n`` is then its length).
 ``--run`` repeats as ``LABEL=PATH``: every variant is then timed on each run (e.g. models of two widths).
 ``--onnx`` times each also as a user scores its export: ``anomgan export``, then ``anomgan score --run M.onnx``
 (onnxruntime; the ``backend`` column says which). Repeats go round-robin over all of them, so a drift in the
@@ -53,6 +54,7 @@ def main() -> None:
     ap.add_argument("--data-root", default="../shared/data")
     ap.add_argument("--variant", action="append", default=None, help="NAME=KEY=VALUE[;KEY=VALUE] (repeatable)")
     ap.add_argument("--n", type=int, default=20000)
+    ap.add_argument("--input", type=Path, default=None, help="an .npy to score instead of MNIST's first --n images")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--onnx", action="store_true", help="also time each run's ONNX export (anomgan export)")
     ap.add_argument("--out", type=Path, default=Path("reports/benchmarks/cli-score-speed.csv"))
@@ -60,7 +62,11 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        x = torchvision.datasets.MNIST(args.data_root, train=True, download=False).data[: args.n].numpy()
+        if args.input is not None:
+            x = np.load(args.input)
+            args.n = len(x)
+        else:
+            x = torchvision.datasets.MNIST(args.data_root, train=True, download=False).data[: args.n].numpy()
         np.save(tmp / "x.npy", x)
         np.save(tmp / "one.npy", x[:1])
         runs = [(r.partition("=")[0], Path(r.partition("=")[2])) if "=" in r else (Path(r).name, Path(r))

@@ -104,6 +104,19 @@ def table_arguments(doc: str) -> argparse.ArgumentParser:
     return ap
 
 
+def write_variants(rows: list[dict], out: Path, worst: float) -> None:
+    """Write the studies' rows (one per variant, table, seed and part, with ``roc_auc``) atomically to ``out``, then
+    print how far the recomputed shipped score lies from the detector's own (``worst``) and each variant's mean
+    ROC-AUC, sorted by the validation mean: the decision column."""
+    frame = pd.DataFrame(rows)
+    frame.to_csv(out.with_suffix(".tmp"), index=False)
+    out.with_suffix(".tmp").replace(out)
+    print(f"shipped recomputed vs the detector's anomaly_score: largest difference {worst:.2e}")
+    table = frame.groupby(["variant", "part", "table"])["roc_auc"].mean().unstack(["part", "table"]) * 100
+    table[("val", "mean")] = table["val"].mean(axis=1)
+    print(table.round(2).sort_values(("val", "mean"), ascending=False).to_string())
+
+
 def main() -> None:
     args = table_arguments(__doc__).parse_args()
     rows = []

@@ -22,11 +22,10 @@ its ``d_score`` and the two peers. ``shipped`` recomputed here equals the detect
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 from scipy.optimize import minimize
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import PowerTransformer, QuantileTransformer
-from tabular import load, peers, split, table_arguments  # this script's folder is on sys.path
+from tabular import load, peers, split, table_arguments, write_variants  # this script's folder is on sys.path
 
 from anomgan import AnoGAN
 from anomgan.config import build_config
@@ -105,13 +104,7 @@ def main() -> None:
                         worst = max(worst, float(np.abs(scores["shipped"] - np.asarray(comps["anomaly_score"])).max()))
                     rows += [{"variant": v, **base, "roc_auc": roc_auc_score(y[idx], s)} for v, s in scores.items()]
             print(name, seed, flush=True)
-    frame = pd.DataFrame(rows)
-    frame.to_csv(args.out.with_suffix(".tmp"), index=False)
-    args.out.with_suffix(".tmp").replace(args.out)
-    print(f"shipped recomputed vs the detector's anomaly_score: largest difference {worst:.2e}")
-    table = frame.groupby(["variant", "part", "table"])["roc_auc"].mean().unstack(["part", "table"]) * 100
-    table[("val", "mean")] = table["val"].mean(axis=1)
-    print(table.round(2).sort_values(("val", "mean"), ascending=False).to_string())
+    write_variants(rows, args.out, worst)
 
 
 if __name__ == "__main__":
