@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -102,6 +103,15 @@ def table_arguments(doc: str) -> argparse.ArgumentParser:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--out", type=Path, required=True)
     return ap
+
+
+def table_splits(tables: str, seeds: str) -> Iterator[tuple]:
+    """(name, seed, X, y, train, val, test) for each of the comma-separated ``tables`` and ``seeds``: the loop the
+    studies share, each table loaded once."""
+    for name in tables.split(","):
+        X, y = load(name)
+        for seed in map(int, seeds.split(",")):
+            yield (name, seed, X, y, *split(y, seed))
 
 
 def write_variants(rows: list[dict], out: Path, worst: float) -> None:

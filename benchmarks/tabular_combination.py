@@ -25,7 +25,7 @@ import numpy as np
 from scipy.optimize import minimize
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import PowerTransformer, QuantileTransformer
-from tabular import load, peers, split, table_arguments, write_variants  # this script's folder is on sys.path
+from tabular import peers, table_arguments, table_splits, write_variants  # this script's folder is on sys.path
 
 from anomgan import AnoGAN
 from anomgan.config import build_config
@@ -78,32 +78,29 @@ def combinations(names: list, weights: dict, calibration, values: np.ndarray) ->
 def main() -> None:
     args = table_arguments(__doc__).parse_args()
     rows, worst = [], 0.0
-    for name in args.tables.split(","):
-        X, y = load(name)
-        for seed in map(int, args.seeds.split(",")):
-            train, val, test = split(y, seed)
-            for transform, make in TRANSFORMS.items():
-                fitted = make(X[train]) if make else None
+    for name, seed, X, y, train, val, test in table_splits(args.tables, args.seeds):
+        for transform, make in TRANSFORMS.items():
+            fitted = make(X[train]) if make else None
 
-                def f(a: np.ndarray, fitted=fitted) -> np.ndarray:
-                    return fitted.transform(a).astype(np.float32) if fitted else a
-                cfg = build_config(args.config, overrides=["train.device=cpu", f"train.seed={seed}"])
-                det = AnoGAN(config=cfg).fit(f(X[train]))
-                names = list(det.scorer_.components)
-                calibration = next(iter(det.scorer_.calibrations.values()))
-                for part, idx in (("val", val), ("test", test)):
-                    comps = det.score_components(f(X[idx]))
-                    values = np.stack([np.asarray(comps[c], dtype=np.float64) for c in names], 1)
-                    base = {"table": name, "seed": seed, "part": part,
-                            "d_score_roc_auc": roc_auc_score(y[idx], comps["d_score"]),
-                            **{k: roc_auc_score(y[idx], v) for k, v in peers(f(X[train]), f(X[idx]), seed).items()}}
-                    if transform != "shipped":  # a transform is scored by the detector's own combination
-                        scores = {transform: np.asarray(comps["anomaly_score"])}
-                    else:
-                        scores = combinations(names, det.scorer_.spec.weights, calibration, values)
-                        worst = max(worst, float(np.abs(scores["shipped"] - np.asarray(comps["anomaly_score"])).max()))
-                    rows += [{"variant": v, **base, "roc_auc": roc_auc_score(y[idx], s)} for v, s in scores.items()]
-            print(name, seed, flush=True)
+            def f(a: np.ndarray, fitted=fitted) -> np.ndarray:
+                return fitted.transform(a).astype(np.float32) if fitted else a
+            cfg = build_config(args.config, overrides=["train.device=cpu", f"train.seed={seed}"])
+            det = AnoGAN(config=cfg).fit(f(X[train]))
+            names = list(det.scorer_.components)
+            calibration = next(iter(det.scorer_.calibrations.values()))
+            for part, idx in (("val", val), ("test", test)):
+                comps = det.score_components(f(X[idx]))
+                values = np.stack([np.asarray(comps[c], dtype=np.float64) for c in names], 1)
+                base = {"table": name, "seed": seed, "part": part,
+                        "d_score_roc_auc": roc_auc_score(y[idx], comps["d_score"]),
+                        **{k: roc_auc_score(y[idx], v) for k, v in peers(f(X[train]), f(X[idx]), seed).items()}}
+                if transform != "shipped":  # a transform is scored by the detector's own combination
+                    scores = {transform: np.asarray(comps["anomaly_score"])}
+                else:
+                    scores = combinations(names, det.scorer_.spec.weights, calibration, values)
+                    worst = max(worst, float(np.abs(scores["shipped"] - np.asarray(comps["anomaly_score"])).max()))
+                rows += [{"variant": v, **base, "roc_auc": roc_auc_score(y[idx], s)} for v, s in scores.items()]
+        print(name, seed, flush=True)
     write_variants(rows, args.out, worst)
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.covariance import LedoitWolf
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
-from tabular import TABLES, knn_distance, load, split  # this script's folder is on sys.path
+from tabular import TABLES, knn_distance, table_splits  # this script's folder is on sys.path
 
 
 def main() -> None:
@@ -27,23 +27,20 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     rows = []
-    for name in TABLES:
-        X, y = load(name)
-        for seed in map(int, args.seeds.split(",")):
-            train, val, test = split(y, seed)
-            scaler = StandardScaler().fit(X[train])
-            a = scaler.transform(X[train])
-            lw = LedoitWolf().fit(a)
-            white = np.linalg.cholesky(lw.precision_)  # x^T P x = |x @ white|^2
-            for part, idx in (("val", val), ("test", test)):
-                b = scaler.transform(X[idx])
-                row = {"table": name, "seed": seed, "part": part}
-                row.update({f"knn {k}": roc_auc_score(y[idx], knn_distance(a, b, k)) for k in (1, 3, 5, 10, 20)})
-                aw, bw = a @ white, b @ white
-                row.update({f"whitened knn {k}": roc_auc_score(y[idx], knn_distance(aw, bw, k)) for k in (5, 10)})
-                d = b - lw.location_
-                row["mahalanobis"] = roc_auc_score(y[idx], np.einsum("ij,jk,ik->i", d, lw.precision_, d))
-                rows.append(row)
+    for name, seed, X, y, train, val, test in table_splits(",".join(TABLES), args.seeds):
+        scaler = StandardScaler().fit(X[train])
+        a = scaler.transform(X[train])
+        lw = LedoitWolf().fit(a)
+        white = np.linalg.cholesky(lw.precision_)  # x^T P x = |x @ white|^2
+        for part, idx in (("val", val), ("test", test)):
+            b = scaler.transform(X[idx])
+            row = {"table": name, "seed": seed, "part": part}
+            row.update({f"knn {k}": roc_auc_score(y[idx], knn_distance(a, b, k)) for k in (1, 3, 5, 10, 20)})
+            aw, bw = a @ white, b @ white
+            row.update({f"whitened knn {k}": roc_auc_score(y[idx], knn_distance(aw, bw, k)) for k in (5, 10)})
+            d = b - lw.location_
+            row["mahalanobis"] = roc_auc_score(y[idx], np.einsum("ij,jk,ik->i", d, lw.precision_, d))
+            rows.append(row)
     frame = pd.DataFrame(rows)
     frame.to_csv(args.out.with_suffix(".tmp"), index=False)
     args.out.with_suffix(".tmp").replace(args.out)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import skew
 from sklearn.metrics import roc_auc_score
-from tabular import load, split, table_arguments, write_variants  # this script's folder is on sys.path
+from tabular import table_arguments, table_splits, write_variants  # this script's folder is on sys.path
 
 from anomgan import AnoGAN
 from anomgan.config import build_config
@@ -66,34 +66,31 @@ MARGINALS = {"tails": tails, "ecod": ecod, "hbos": hbos}
 def main() -> None:
     args = table_arguments(__doc__).parse_args()
     rows, worst = [], 0.0
-    for name in args.tables.split(","):
-        X, y = load(name)
-        for seed in map(int, args.seeds.split(",")):
-            train, val, test = split(y, seed)
-            cfg = build_config(args.config, overrides=["train.device=cpu", f"train.seed={seed}"])
-            det = AnoGAN(config=cfg).fit(X[train])
-            scorer, pre = det.scorer_, det.preprocessor_
-            bank, cal_x = scorer.input_bank.double().numpy(), scorer.calibration_x.double().numpy()
-            names = list(scorer.components)
-            w = np.array([scorer.spec.weights.get(c, 0.0) for c in names])
-            cal = next(iter(scorer.calibrations.values()))
-            loc, scale = cal.loc.numpy(), cal.scale.numpy()
-            normal = {k: f(bank, cal_x) for k, f in MARGINALS.items()}
-            for part, idx in (("val", val), ("test", test)):
-                comps = det.score_components(X[idx])
-                values = np.stack([np.asarray(comps[c], dtype=np.float64) for c in names], 1)
-                weighted = ((values - loc) / scale) @ w
-                worst = max(worst, float(np.abs(weighted / w.sum() - np.asarray(comps["anomaly_score"])).max()))
-                x = pre.transform(X[idx]).double().numpy().reshape(len(idx), -1)
-                scores = {"shipped": weighted / w.sum()}
-                for k, f in MARGINALS.items():
-                    m = f(bank, x)
-                    scores[k] = m
-                    z = (m - normal[k].mean()) / max(normal[k].std(), 1e-12)
-                    scores.update({f"shipped + {k} {wk:g}": (weighted + wk * z) / (w.sum() + wk) for wk in WEIGHTS})
-                rows += [{"variant": v, "table": name, "seed": seed, "part": part, "roc_auc": roc_auc_score(y[idx], s)}
-                         for v, s in scores.items()]
-            print(name, seed, flush=True)
+    for name, seed, X, y, train, val, test in table_splits(args.tables, args.seeds):
+        cfg = build_config(args.config, overrides=["train.device=cpu", f"train.seed={seed}"])
+        det = AnoGAN(config=cfg).fit(X[train])
+        scorer, pre = det.scorer_, det.preprocessor_
+        bank, cal_x = scorer.input_bank.double().numpy(), scorer.calibration_x.double().numpy()
+        names = list(scorer.components)
+        w = np.array([scorer.spec.weights.get(c, 0.0) for c in names])
+        cal = next(iter(scorer.calibrations.values()))
+        loc, scale = cal.loc.numpy(), cal.scale.numpy()
+        normal = {k: f(bank, cal_x) for k, f in MARGINALS.items()}
+        for part, idx in (("val", val), ("test", test)):
+            comps = det.score_components(X[idx])
+            values = np.stack([np.asarray(comps[c], dtype=np.float64) for c in names], 1)
+            weighted = ((values - loc) / scale) @ w
+            worst = max(worst, float(np.abs(weighted / w.sum() - np.asarray(comps["anomaly_score"])).max()))
+            x = pre.transform(X[idx]).double().numpy().reshape(len(idx), -1)
+            scores = {"shipped": weighted / w.sum()}
+            for k, f in MARGINALS.items():
+                m = f(bank, x)
+                scores[k] = m
+                z = (m - normal[k].mean()) / max(normal[k].std(), 1e-12)
+                scores.update({f"shipped + {k} {wk:g}": (weighted + wk * z) / (w.sum() + wk) for wk in WEIGHTS})
+            rows += [{"variant": v, "table": name, "seed": seed, "part": part, "roc_auc": roc_auc_score(y[idx], s)}
+                     for v, s in scores.items()]
+        print(name, seed, flush=True)
     write_variants(rows, args.out, worst)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -25,6 +25,8 @@ from anomgan.models import build_models
 from anomgan.progress import ProgressBar
 from anomgan.training import losses
 from anomgan.training.stabilisers import diff_augment, translate, update_ema
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -42,11 +44,16 @@ def dist_info() -> tuple[int, int]:
     return 0, 1
 
 
-def build_seeded_models(model_args: dict, seed: int):
-    """Models initialised from ``seed`` without touching the caller's global RNG."""
+def seeded(seed: int, make: Callable[[], T]) -> T:
+    """``make()`` with torch's RNG seeded by ``seed``, without touching the caller's global RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return build_models(model_args)
+        return make()
+
+
+def build_seeded_models(model_args: dict, seed: int):
+    """Models initialised from ``seed`` without touching the caller's global RNG."""
+    return seeded(seed, lambda: build_models(model_args))
 
 
 def projection_head(n_features: int) -> nn.Module:
@@ -95,9 +102,7 @@ class Trainer:
         # train.contrastive: a projection head on D's features, trained with D and used by nothing else
         self.projection: Optional[nn.Module] = None
         if t.contrastive > 0 and model_args["kind"] == "image":
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(t.seed)
-                self.projection = projection_head(self.discriminator.trunk.out_dim).to(device)
+            self.projection = seeded(t.seed, lambda: projection_head(self.discriminator.trunk.out_dim)).to(device)
             self.opt_p = torch.optim.Adam(self.projection.parameters(), lr=t.lr_d, betas=betas)
         self.rng = torch.Generator(device=device).manual_seed(t.seed + 1000 * self.rank)
         self.fixed_z = torch.randn(64, model_args["z_dim"], generator=torch.Generator().manual_seed(t.seed)).to(device)
