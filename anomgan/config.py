@@ -70,6 +70,7 @@ class TrainConfig:
     gp_weight: float = 10.0  # gradient-penalty weight for wgan-gp
     gp_every: int = 1  # lazy regularisation: penalty on every k-th D step, weighted k * gp_weight
     ema_decay: float = 0.999  # EMA of G weights used for sampling and scoring; 0 disables
+    d_ema_decay: float = 0.0  # EMA of D weights for the scorer (verdict, feature space, encoder); 0 = the live D
     augment: bool = False  # DiffAugment-style translation+cutout on D inputs (small data sets)
     consistency: float = 0.0  # bCR weight (Zhao et al. 2021): (D(x) - D(shift(x)))^2 on real and fake images; 0 = off
     contrastive: float = 0.0  # SimCLR (NT-Xent) weight on D's features of each real image and a view of it; 0 = off
@@ -304,6 +305,7 @@ def validate(cfg: Config) -> Config:
     need(t.consistency >= 0, "train.consistency", "0 (off) or more", t.consistency)
     need(t.contrastive >= 0, "train.contrastive", "0 (off) or more", t.contrastive)
     need(0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1)", t.ema_decay)
+    need(0 <= t.d_ema_decay < 1, "train.d_ema_decay", "in [0, 1)", t.d_ema_decay)
     need(t.sample_every >= 1, "train.sample_every", "at least 1", t.sample_every)
     need(t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:"), "train.device", "auto, cpu or cuda",
          t.device)

@@ -31,7 +31,14 @@ VERSION = 2
 RUN_FILE = "checkpoint.pt"
 RUN_FILES = (RUN_FILE, "metrics.csv", "config.yaml", "samples.png", "run.json")
 RUN_DIRS = ("samples",)
-NETWORKS = ("generator_ema", "discriminator", "encoder")  # scorer.generator is the EMA generator
+
+
+def scorer_networks(config: dict) -> dict:
+    """The trainer's networks a finished scorer holds, training-state name -> the scorer's prefix: the EMA generator,
+    the D the scorer reads (the live one, or its weight average with ``train.d_ema_decay``) and the encoder. A
+    finished run stores them once, in the scorer."""
+    d = "discriminator_ema" if config.get("train", {}).get("d_ema_decay", 0) > 0 else "discriminator"
+    return {"generator_ema": "generator.", d: "discriminator.", "encoder": "encoder."}
 
 
 @dataclass
@@ -52,10 +59,10 @@ class RunFile:
     def training_state(self) -> dict:
         """The trainer's state with the networks filled in from the scorer when the run stored them only there."""
         state = dict(self.training)
-        if self.scorer is not None and "discriminator" not in state:
-            prefixes = {"generator_ema": "generator.", "discriminator": "discriminator.", "encoder": "encoder."}
-            for name, prefix in prefixes.items():
-                state[name] = {k[len(prefix):]: v for k, v in self.scorer["state"].items() if k.startswith(prefix)}
+        if self.scorer is not None:
+            for name, prefix in scorer_networks(self.config).items():
+                if name not in state:
+                    state[name] = {k[len(prefix):]: v for k, v in self.scorer["state"].items() if k.startswith(prefix)}
         return state
 
     def build_scorer(self, device: str | torch.device = "cpu") -> Scorer:
@@ -86,7 +93,7 @@ def save_run(run_dir: str | Path, config: Config, phase: str, training: dict, sc
     scorer_part = None
     if scorer is not None:
         scorer_part = scorer.saved()
-        for name in NETWORKS:  # held by the scorer already
+        for name in scorer_networks(config.to_dict()):  # held by the scorer already
             training.pop(name, None)
     meta = {**_versions(), **(meta or {})}
     state = {"format": FORMAT, "version": VERSION, "config": config.to_dict(), "phase": phase,

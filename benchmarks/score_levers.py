@@ -31,6 +31,7 @@ samples):
 - ``knn_k K``: ``feature_knn`` over the run's own coreset (``score.coreset_size`` rows) with K neighbours instead
   of ``score.knn_k``.
 
+``--shipped-only`` skips the variants: the val and test ROC-AUC of runs trained with another config.
 ``shipped`` recomputed this way equals the scorer's own ``anomaly_score`` (checked: largest difference printed).
 """
 
@@ -128,6 +129,7 @@ def finished_runs(args) -> Iterator[tuple[dict, Path]]:
 def main() -> None:
     ap = case_arguments(__doc__)
     ap.add_argument("--values", type=Path, default=None, help="folder for each case's component values (.npz)")
+    ap.add_argument("--shipped-only", action="store_true", help="only the run's own score (val and test), no levers")
     args = ap.parse_args()
     rows = []
     for case, run in finished_runs(args):
@@ -150,46 +152,49 @@ def main() -> None:
                     for k, v in values.items()}
 
         variants = {"shipped": (comps, weights)}
-        bank = scorer.bank
-        for label, idx in ([(f"coreset {n}", coreset_indices(bank, n)) for n in CORESETS if n < len(bank)]
-                           + [(f"random {n}", bank_indices(len(bank), n, 0)) for n in RANDOM if n < len(bank)]):
-            sub = bank[idx]
-            knn = {k: knn_distance(f, sub, scorer.spec.knn_k).double().numpy() for k, f in feats.items()}
-            variants[label] = ({k: {**v, "feature_knn": knn[k]} for k, v in comps.items()}, weights)
-        sub = bank[coreset_indices(bank, det.config_.score.coreset_size)]
-        for n_neighbours in KNN_K:
-            knn = {k: knn_distance(f, sub, n_neighbours).double().numpy() for k, f in feats.items()}
-            variants[f"knn_k {n_neighbours}"] = ({k: {**v, "feature_knn": knn[k]} for k, v in comps.items()}, weights)
-        xb = pre.transform(ds.x[sp.train[bank_indices(len(sp.train), det.config_.score.bank_size,
-                                                      det.config_.train.seed).numpy()]])
-        for name, trunk, pool in (("encoder_layer_maha", scorer.encoder.trunk, 2),
-                                  ("layer_maha_pool4", scorer.discriminator.trunk, 4)):
-            extra = layer_maha(trunk, xb, xm, pool)
-            variants[f"+ {name}"] = ({k: {**v, name: extra[k]} for k, v in comps.items()},
-                                     {**weights, name: weights["layer_maha"]})
-        flat = xb.flatten(1)  # input_knn as the library builds it: the bank samples in model space, own coreset
-        inputs = flat[coreset_indices(flat, det.config_.score.coreset_size)]
-        knn = {k: knn_distance(x.flatten(1), inputs, scorer.spec.knn_k).double().numpy() for k, x in xm.items()}
-        for w in INPUT_KNN_WEIGHTS:
-            variants[f"+ input_knn {w:g}"] = ({k: {**v, "input_knn": knn[k]} for k, v in comps.items()},
-                                              {**weights, "input_knn": w})
-        for layer in MAP_LAYERS:  # per-location D statistics (the real-image map), pooled by map_max
-            mcfg = copy.deepcopy(det.config_)
-            mcfg.score.map_weights, mcfg.score.map_layers = {"layer_maha_map": 1.0}, [layer]
-            shipped_scorer = det.scorer_
-            det.scorer_ = rescore_with(shipped_scorer, mcfg, ds.x[sp.train], ds.x[sp.val], ("map_max",))
-            top = {k: np.asarray(det.score_components(x, "encoder")["map_max"], dtype=np.float64)
-                   for k, (x, _) in sets.items()}
-            det.scorer_ = shipped_scorer
-            for w in MAP_MAX_WEIGHTS:
-                variants[f"+ map_max layer {layer} {w:g}"] = (
-                    {k: {**v, "map_max": top[k]} for k, v in comps.items()}, {**weights, "map_max": w})
-        no_f = {c: w for c, w in weights.items() if c != "feature_residual"}
-        for label in [v for v in ("shipped", "coreset 512") if v in variants]:
-            variants[f"{label} - feature_residual"] = (variants[label][0], no_f)
+        if not args.shipped_only:  # the levers
+            bank = scorer.bank
+            for label, idx in ([(f"coreset {n}", coreset_indices(bank, n)) for n in CORESETS if n < len(bank)]
+                               + [(f"random {n}", bank_indices(len(bank), n, 0)) for n in RANDOM if n < len(bank)]):
+                sub = bank[idx]
+                knn = {k: knn_distance(f, sub, scorer.spec.knn_k).double().numpy() for k, f in feats.items()}
+                variants[label] = ({k: {**v, "feature_knn": knn[k]} for k, v in comps.items()}, weights)
+            sub = bank[coreset_indices(bank, det.config_.score.coreset_size)]
+            for n_neighbours in KNN_K:
+                knn = {k: knn_distance(f, sub, n_neighbours).double().numpy() for k, f in feats.items()}
+                variants[f"knn_k {n_neighbours}"] = ({k: {**v, "feature_knn": knn[k]} for k, v in comps.items()},
+                                                     weights)
+            xb = pre.transform(ds.x[sp.train[bank_indices(len(sp.train), det.config_.score.bank_size,
+                                                          det.config_.train.seed).numpy()]])
+            for name, trunk, pool in (("encoder_layer_maha", scorer.encoder.trunk, 2),
+                                      ("layer_maha_pool4", scorer.discriminator.trunk, 4)):
+                extra = layer_maha(trunk, xb, xm, pool)
+                variants[f"+ {name}"] = ({k: {**v, name: extra[k]} for k, v in comps.items()},
+                                         {**weights, name: weights["layer_maha"]})
+            flat = xb.flatten(1)  # input_knn as the library builds it: the bank samples in model space, own coreset
+            inputs = flat[coreset_indices(flat, det.config_.score.coreset_size)]
+            knn = {k: knn_distance(x.flatten(1), inputs, scorer.spec.knn_k).double().numpy() for k, x in xm.items()}
+            for w in INPUT_KNN_WEIGHTS:
+                variants[f"+ input_knn {w:g}"] = ({k: {**v, "input_knn": knn[k]} for k, v in comps.items()},
+                                                  {**weights, "input_knn": w})
+            for layer in MAP_LAYERS:  # per-location D statistics (the real-image map), pooled by map_max
+                mcfg = copy.deepcopy(det.config_)
+                mcfg.score.map_weights, mcfg.score.map_layers = {"layer_maha_map": 1.0}, [layer]
+                shipped_scorer = det.scorer_
+                det.scorer_ = rescore_with(shipped_scorer, mcfg, ds.x[sp.train], ds.x[sp.val], ("map_max",))
+                top = {k: np.asarray(det.score_components(x, "encoder")["map_max"], dtype=np.float64)
+                       for k, (x, _) in sets.items()}
+                det.scorer_ = shipped_scorer
+                for w in MAP_MAX_WEIGHTS:
+                    variants[f"+ map_max layer {layer} {w:g}"] = (
+                        {k: {**v, "map_max": top[k]} for k, v in comps.items()}, {**weights, "map_max": w})
+            no_f = {c: w for c, w in weights.items() if c != "feature_residual"}
+            for label in [v for v in ("shipped", "coreset 512") if v in variants]:
+                variants[f"{label} - feature_residual"] = (variants[label][0], no_f)
         if args.values:
             args.values.mkdir(parents=True, exist_ok=True)
-            kept = variants["+ encoder_layer_maha"][0]  # every shipped component and the encoder candidate
+            # every shipped component and the encoder candidate
+            kept = variants.get("+ encoder_layer_maha", variants["shipped"])[0]
             arrays = {f"{k}.{c}": v for k, vals in kept.items() for c, v in vals.items()}
             np.savez(args.values / f"{run.name}.npz", **arrays,
                      **{f"{k}.target": y for k, (_, y) in sets.items() if y is not None})

@@ -17,8 +17,8 @@ from conftest import tiny_config
 
 def _weights(run_dir):
     state = load_run(run_dir).training_state()
-    return {k: v for part in ("generator", "generator_ema", "discriminator", "encoder")
-            for k, v in ((f"{part}.{n}", t) for n, t in state[part].items())}
+    return {k: v for part in ("generator", "generator_ema", "discriminator", "discriminator_ema", "encoder")
+            if part in state for k, v in ((f"{part}.{n}", t) for n, t in state[part].items())}
 
 
 @pytest.mark.parametrize("loss", ["ns", "minimax", "wgan-gp", "hinge"])
@@ -248,3 +248,27 @@ def test_contrastive_head_is_checkpointed_and_resumes_identically(tmp_path):
     assert all(torch.equal(wf[k], wr[k]) for k in wf)
     plain = _weights(train_run(tiny_config(train__epochs=2, encoder__epochs=1), tmp_path / "plain").run_dir)
     assert not all(torch.equal(wf[k], plain[k]) for k in wf)  # the term does reach D
+
+
+def test_d_average_is_what_the_scorer_gets_and_training_never_reads_it(tmp_path):
+    cfg = tiny_config(train__epochs=2, encoder__epochs=1, train__d_ema_decay=0.9)
+    avg = _weights(train_run(cfg, tmp_path / "avg").run_dir)
+    plain = _weights(train_run(tiny_config(train__epochs=2, encoder__epochs=1), tmp_path / "plain").run_dir)
+    assert "discriminator_ema.head.bias" in avg and "discriminator_ema.head.bias" not in plain
+    live = [k for k in plain if k.startswith(("generator", "discriminator"))]
+    assert all(torch.equal(avg[k], plain[k]) for k in live)  # G and D train exactly as without the average
+    assert not torch.equal(avg["encoder.head.weight"], plain["encoder.head.weight"])  # E learns the average's space
+    scorer_d = AnoGAN.load(tmp_path / "avg").scorer_.discriminator.state_dict()
+    assert all(torch.equal(t, avg[f"discriminator_ema.{n}"]) for n, t in scorer_d.items())
+    assert not torch.equal(scorer_d["head.bias"], avg["discriminator.head.bias"])
+
+
+def test_d_average_is_checkpointed_and_resumes_identically(tmp_path):
+    cfg = tiny_config(train__epochs=2, encoder__epochs=1, train__d_ema_decay=0.9)
+    full = train_run(cfg, tmp_path / "full")
+    interrupted = tmp_path / "interrupted"
+    _train_and_stop_after(cfg, interrupted, gan_epochs=1)
+    train_run(cfg, interrupted, resume=True)
+    wf, wr = _weights(full.run_dir), _weights(interrupted)
+    assert any(k.startswith("discriminator_ema.") for k in wf)
+    assert wf.keys() == wr.keys() and all(torch.equal(wf[k], wr[k]) for k in wf)

@@ -95,6 +95,10 @@ class Trainer:
         self.generator, self.discriminator, self.encoder = (
             m.to(device) for m in build_seeded_models(model_args, t.seed))
         self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+        # train.d_ema_decay: an average of D's weights, for the scorer only (training never reads it)
+        self.discriminator_ema: Optional[nn.Module] = None
+        if t.d_ema_decay > 0:
+            self.discriminator_ema = copy.deepcopy(self.discriminator).eval().requires_grad_(False)
         betas = tuple(t.betas) if t.betas else losses.DEFAULT_BETAS[t.loss]
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=t.lr_d, betas=betas)
@@ -144,6 +148,8 @@ class Trainer:
         head = {}  # train.contrastive's projection head and its optimiser, when it has one
         if self.projection is not None:
             head = {"projection": self.projection.state_dict(), "opt_p": self.opt_p.state_dict()}
+        if self.discriminator_ema is not None:
+            head["discriminator_ema"] = self.discriminator_ema.state_dict()
         return {
             "model_args": self.model_args,
             "preprocess": self.preprocess,
@@ -169,10 +175,17 @@ class Trainer:
         if self.projection is not None and "projection" in ckpt:  # else (contrastive newly on) the head starts fresh
             self.projection.load_state_dict(ckpt["projection"])
             self.opt_p.load_state_dict(ckpt["opt_p"])
+        if self.discriminator_ema is not None:  # newly on: the average starts from the live D
+            self.discriminator_ema.load_state_dict(ckpt.get("discriminator_ema", ckpt["discriminator"]))
         if self.rank == 0:
             self.rng.set_state(ckpt["rng"])
         self.state = TrainState(phase=ckpt["phase"], epoch=ckpt["epoch"], encoder_epoch=ckpt["encoder_epoch"],
                                 step=ckpt["step"], history=list(ckpt["history"]))
+
+    def scoring_discriminator(self) -> nn.Module:
+        """The D the encoder is trained against and the scorer gets: its weight average (train.d_ema_decay) or
+        the live D."""
+        return self.discriminator if self.discriminator_ema is None else self.discriminator_ema
 
     # ------------------------------------------------------------------ GAN
     def _autocast(self):
@@ -253,6 +266,8 @@ class Trainer:
                 update_ema(self.generator_ema, self.generator, t.ema_decay, self.state.step)
             else:
                 self.generator_ema.load_state_dict(self.generator.state_dict())
+            if self.discriminator_ema is not None:
+                update_ema(self.discriminator_ema, self.discriminator, t.d_ema_decay, self.state.step)
             for k, v in (("d_loss", d_loss), ("g_loss", g_loss), ("d_real", out_real.mean()),
                          ("d_fake", out_fake.mean())):
                 sums[k] += float(v.detach())
@@ -273,7 +288,7 @@ class Trainer:
     # ------------------------------------------------------------------ encoder
     def encoder_epoch(self, epoch: int, bar: ProgressBar) -> dict:
         """izi_f: ||x - G(E(x))||^2 + kappa * ||f(x) - f(G(E(x)))||^2 with G (EMA) and D frozen."""
-        G, D = self.generator_ema.eval(), self.discriminator.eval()
+        G, D = self.generator_ema.eval(), self.scoring_discriminator().eval()
         D.requires_grad_(False)
         kappa = self.cfg.encoder.kappa
         self.encoder.train()
@@ -293,7 +308,7 @@ class Trainer:
             total += loss.item()
             seen += x.shape[0] * self.world
             bar.update(1, epoch=f"{epoch + 1}/{self.cfg.encoder.epochs}", encoder_loss=loss.item())
-        D.requires_grad_(True)
+        self.discriminator.requires_grad_(True)
         seconds = time.perf_counter() - start
         return {"phase": "encoder", "epoch": epoch + 1, "encoder_loss": total / len(batches), "seconds": seconds,
                 "images_per_s": seen / max(seconds, 1e-9)}
