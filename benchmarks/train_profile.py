@@ -7,8 +7,9 @@ Builds the config's models (``Trainer``, as ``anomgan train`` does) on the norma
 times, each as the median of ``--repeats`` runs of ``--calls`` calls: G's forward for the critic's fakes, D's step on
 the real + fake batch (forward and backward), the WGAN-GP penalty (its double backward included), G's step, and the
 trainer's whole GAN step (``Trainer.gan_epoch`` over ``--steps`` batches, so optimisers, EMA and bookkeeping
-included). Then two ways to make the step cheaper: bfloat16 autocast on the CPU for D's and G's steps (the CPU has
-no AMX here, so oneDNN runs bf16 through AVX-512), and the lazy penalty (``train.gp_every=4``) on the whole step.
+included). Then ways to make the step or an epoch cheaper: bfloat16 autocast on the CPU for D's and G's steps (the
+CPU has no AMX here, so oneDNN runs bf16 through AVX-512), the lazy penalty (``train.gp_every=4``) on the whole step,
+and other batch sizes (``--batch-sizes``: an epoch costs ``ms_per_image`` times its images, whatever the batch).
 One CSV row per part: milliseconds per call and, for the step's parts, their share of the whole step.
 """
 
@@ -39,6 +40,7 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=10)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch-sizes", default="32,128", help="the whole step again at these train.batch_size values")
     ap.add_argument("--out", type=Path, default=Path("reports/benchmarks/train-profile.csv"))
     args = ap.parse_args()
     cfg = build_config(args.config, overrides=["train.device=cpu", f"data.root={args.data_root}"])
@@ -50,7 +52,7 @@ def main() -> None:
     t = cfg.train
 
     def trainer(c=cfg) -> Trainer:
-        return Trainer(c, model_args_for(c, pre), x_train[: t.batch_size * args.steps], torch.device("cpu"))
+        return Trainer(c, model_args_for(c, pre), x_train[: c.train.batch_size * args.steps], torch.device("cpu"))
 
     tr = trainer()
     G, D, b, z_dim = tr.generator.train(), tr.discriminator.train(), t.batch_size, cfg.model.z_dim
@@ -102,15 +104,21 @@ def main() -> None:
         rows.append({"part": part, "ms_per_call": ms, "calls_per_step": per_step,
                      "share_of_step": ms * per_step / step_ms})
     rows.append({"part": "whole GAN step (Trainer.gan_epoch)", "ms_per_call": step_ms, "calls_per_step": 1,
-                 "share_of_step": 1.0})
+                 "share_of_step": 1.0, "batch_size": b})
     for part, fn in (("D step under bf16 autocast", calls(d_step, True)), ("G step under bf16 autocast",
                                                                            calls(g_step, True))):
         fn()
         rows.append({"part": part, "ms_per_call": timed(fn, args.repeats) / args.calls * 1000})
     if t.loss == "wgan-gp":
         lazy = with_values(copy.deepcopy(cfg), {"train": {"gp_every": 4}})
-        rows.append({"part": "whole GAN step, train.gp_every=4", "ms_per_call": whole_step(lazy), "calls_per_step": 1})
+        rows.append({"part": "whole GAN step, train.gp_every=4", "ms_per_call": whole_step(lazy), "calls_per_step": 1,
+                     "batch_size": b})
+    for size in (int(v) for v in args.batch_sizes.split(",") if v):  # per image: an epoch's cost at another batch
+        other = with_values(copy.deepcopy(cfg), {"train": {"batch_size": size}})
+        rows.append({"part": f"whole GAN step, train.batch_size={size}", "ms_per_call": whole_step(other),
+                     "calls_per_step": 1, "batch_size": size})
     frame = pd.DataFrame(rows).assign(config=args.config, normal_class=args.normal_class, machine=machine_label())
+    frame["ms_per_image"] = frame["ms_per_call"] / frame["batch_size"]  # whole steps only
     frame.to_csv(args.out.with_suffix(".tmp"), index=False)
     args.out.with_suffix(".tmp").replace(args.out)
     print(frame[["part", "ms_per_call", "share_of_step"]].round(3).to_string(index=False))
