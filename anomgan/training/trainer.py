@@ -95,7 +95,9 @@ class Trainer:
         self.generator, self.discriminator, self.encoder = (
             m.to(device) for m in build_seeded_models(model_args, t.seed))
         self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
-        # train.d_ema_decay: an average of D's weights, for the scorer only (training never reads it)
+        # train.d_ema_decay: an average of D's weights, for the scorer only (training never reads it). Its spectral
+        # norm reads the live D's power-iteration vectors (update_ema copies buffers): sigma of the averaged weight
+        # along the live D's singular directions, close to its own for an average over recent steps
         self.discriminator_ema: Optional[nn.Module] = None
         if t.d_ema_decay > 0:
             self.discriminator_ema = copy.deepcopy(self.discriminator).eval().requires_grad_(False)
