@@ -76,8 +76,8 @@ class Probe:
         seconds = (sum(r["seconds"] for r in before if r["phase"] == "gan")
                    + sum(r["seconds"] for r in s.history[len(before):]))
         det, case = self.det, self.case
-        det.scorer_ = build_scorer(trainer.cfg, det.preprocessor_, self.state["model_args"], (
-            trainer.generator_ema, trainer.discriminator, trainer.encoder), self.xt, self.xv, torch.device("cpu"))
+        det.scorer_ = build_scorer(trainer.cfg, det.preprocessor_, self.state["model_args"], trainer.scorer_networks(),
+                                   self.xt, self.xv, torch.device("cpu"))
         row = {"dataset": case["dataset"], "normal_classes": case["normal_classes"], "seed": case["seed"],
                "gan_epochs": s.epoch, "encoder_epochs": s.encoder_epoch, "train_seconds": seconds}
         for name in ("val", "test"):

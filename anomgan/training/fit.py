@@ -127,8 +127,7 @@ def fit_detector(cfg: Config, x_train: np.ndarray, x_val: np.ndarray, feature_na
     trainer.run()
     scorer = None
     if dist_info()[0] == 0:
-        networks = (trainer.generator_ema, trainer.scoring_discriminator(), trainer.encoder)
-        scorer = build_scorer(cfg, pre, model_args, networks, xt, xv, device, extra_components)
+        scorer = build_scorer(cfg, pre, model_args, trainer.scorer_networks(), xt, xv, device, extra_components)
     return FitResult(scorer, trainer, pre, time.perf_counter() - start)
 
 

@@ -23,6 +23,7 @@ from anomgan.config import Config
 from anomgan.errors import TrainingDiverged
 from anomgan.models import build_models
 from anomgan.progress import ProgressBar
+from anomgan.run_format import scorer_networks
 from anomgan.training import losses
 from anomgan.training.stabilisers import diff_augment, translate, update_ema
 
@@ -184,10 +185,10 @@ class Trainer:
         self.state = TrainState(phase=ckpt["phase"], epoch=ckpt["epoch"], encoder_epoch=ckpt["encoder_epoch"],
                                 step=ckpt["step"], history=list(ckpt["history"]))
 
-    def scoring_discriminator(self) -> nn.Module:
-        """The D the encoder is trained against and the scorer gets: its weight average (train.d_ema_decay) or
-        the live D."""
-        return self.discriminator if self.discriminator_ema is None else self.discriminator_ema
+    def scorer_networks(self) -> tuple[nn.Module, nn.Module, nn.Module]:
+        """(G, D, E) as the finished scorer holds them (``run_format.scorer_networks``): the EMA generator, the D the
+        encoder is trained against and the scorer reads (the live one, or its average with train.d_ema_decay), E."""
+        return tuple(getattr(self, name) for name in scorer_networks(self.cfg.to_dict()))
 
     # ------------------------------------------------------------------ GAN
     def _autocast(self):
@@ -290,7 +291,7 @@ class Trainer:
     # ------------------------------------------------------------------ encoder
     def encoder_epoch(self, epoch: int, bar: ProgressBar) -> dict:
         """izi_f: ||x - G(E(x))||^2 + kappa * ||f(x) - f(G(E(x)))||^2 with G (EMA) and D frozen."""
-        G, D = self.generator_ema.eval(), self.scoring_discriminator().eval()
+        G, D, _ = (m.eval() for m in self.scorer_networks())
         D.requires_grad_(False)
         kappa = self.cfg.encoder.kappa
         self.encoder.train()
