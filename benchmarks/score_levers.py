@@ -126,6 +126,54 @@ def finished_runs(args) -> Iterator[tuple[dict, Path]]:
         yield case, case_run_dir(runs, case["protocol"], case["normal_classes"], case["seed"])
 
 
+def lever_variants(det: AnoGAN, ds, sp, sets: dict, comps: dict, weights: dict) -> dict:
+    """``{variant: (component values per set, weights)}`` for ``shipped`` (``comps``, the run's own component values
+    per set, and ``weights``) and every lever above on one finished run, each changing one part of them."""
+    scorer, pre = det.scorer_, det.preprocessor_
+    xm = {k: pre.transform(x) for k, (x, _) in sets.items()}
+    with torch.no_grad():
+        feats = {k: batched(scorer.discriminator.features, x) for k, x in xm.items()}
+    variants = {"shipped": (comps, weights)}
+    bank = scorer.bank
+    for label, idx in ([(f"coreset {n}", coreset_indices(bank, n)) for n in CORESETS if n < len(bank)]
+                       + [(f"random {n}", bank_indices(len(bank), n, 0)) for n in RANDOM if n < len(bank)]):
+        sub = bank[idx]
+        knn = {k: knn_distance(f, sub, scorer.spec.knn_k).double().numpy() for k, f in feats.items()}
+        variants[label] = ({k: {**v, "feature_knn": knn[k]} for k, v in comps.items()}, weights)
+    sub = bank[coreset_indices(bank, det.config_.score.coreset_size)]
+    for n_neighbours in KNN_K:
+        knn = {k: knn_distance(f, sub, n_neighbours).double().numpy() for k, f in feats.items()}
+        variants[f"knn_k {n_neighbours}"] = ({k: {**v, "feature_knn": knn[k]} for k, v in comps.items()}, weights)
+    xb = pre.transform(ds.x[sp.train[bank_indices(len(sp.train), det.config_.score.bank_size,
+                                                  det.config_.train.seed).numpy()]])
+    for name, trunk, pool in (("encoder_layer_maha", scorer.encoder.trunk, 2),
+                              ("layer_maha_pool4", scorer.discriminator.trunk, 4)):
+        extra = layer_maha(trunk, xb, xm, pool)
+        variants[f"+ {name}"] = ({k: {**v, name: extra[k]} for k, v in comps.items()},
+                                 {**weights, name: weights["layer_maha"]})
+    flat = xb.flatten(1)  # input_knn as the library builds it: the bank samples in model space, own coreset
+    inputs = flat[coreset_indices(flat, det.config_.score.coreset_size)]
+    knn = {k: knn_distance(x.flatten(1), inputs, scorer.spec.knn_k).double().numpy() for k, x in xm.items()}
+    for w in INPUT_KNN_WEIGHTS:
+        variants[f"+ input_knn {w:g}"] = ({k: {**v, "input_knn": knn[k]} for k, v in comps.items()},
+                                          {**weights, "input_knn": w})
+    for layer in MAP_LAYERS:  # per-location D statistics (the real-image map), pooled by map_max
+        mcfg = copy.deepcopy(det.config_)
+        mcfg.score.map_weights, mcfg.score.map_layers = {"layer_maha_map": 1.0}, [layer]
+        shipped_scorer = det.scorer_
+        det.scorer_ = rescore_with(shipped_scorer, mcfg, ds.x[sp.train], ds.x[sp.val], ("map_max",))
+        top = {k: np.asarray(det.score_components(x, "encoder")["map_max"], dtype=np.float64)
+               for k, (x, _) in sets.items()}
+        det.scorer_ = shipped_scorer
+        for w in MAP_MAX_WEIGHTS:
+            variants[f"+ map_max layer {layer} {w:g}"] = (
+                {k: {**v, "map_max": top[k]} for k, v in comps.items()}, {**weights, "map_max": w})
+    no_f = {c: w for c, w in weights.items() if c != "feature_residual"}
+    for label in [v for v in ("shipped", "coreset 512") if v in variants]:
+        variants[f"{label} - feature_residual"] = (variants[label][0], no_f)
+    return variants
+
+
 def main() -> None:
     ap = case_arguments(__doc__)
     ap.add_argument("--values", type=Path, default=None, help="folder for each case's component values (.npz)")
@@ -134,15 +182,12 @@ def main() -> None:
     rows = []
     for case, run in finished_runs(args):
         det = AnoGAN.load(run, device="cpu")
-        scorer, pre = det.scorer_, det.preprocessor_
+        scorer = det.scorer_
         ds, sp = run_data(det, args.data_root)
         sets = decision_sets(ds, sp, args.n_anomalies)
         start = time.perf_counter()
         res = {k: det.score_components(x, "encoder") for k, (x, _) in sets.items()}
         score_s = time.perf_counter() - start
-        xm = {k: pre.transform(x) for k, (x, _) in sets.items()}
-        with torch.no_grad():
-            feats = {k: batched(scorer.discriminator.features, x) for k, x in xm.items()}
         comps = {k: {c: np.asarray(r[c], dtype=np.float64) for c in scorer.components} for k, r in res.items()}
         weights = dict(scorer.spec.weights)
 
@@ -151,46 +196,8 @@ def main() -> None:
             return {k: sum(w[c] * (v[c] - cal[c][0]) / cal[c][1] for c in w) / sum(w.values())
                     for k, v in values.items()}
 
-        variants = {"shipped": (comps, weights)}
-        if not args.shipped_only:  # the levers
-            bank = scorer.bank
-            for label, idx in ([(f"coreset {n}", coreset_indices(bank, n)) for n in CORESETS if n < len(bank)]
-                               + [(f"random {n}", bank_indices(len(bank), n, 0)) for n in RANDOM if n < len(bank)]):
-                sub = bank[idx]
-                knn = {k: knn_distance(f, sub, scorer.spec.knn_k).double().numpy() for k, f in feats.items()}
-                variants[label] = ({k: {**v, "feature_knn": knn[k]} for k, v in comps.items()}, weights)
-            sub = bank[coreset_indices(bank, det.config_.score.coreset_size)]
-            for n_neighbours in KNN_K:
-                knn = {k: knn_distance(f, sub, n_neighbours).double().numpy() for k, f in feats.items()}
-                variants[f"knn_k {n_neighbours}"] = ({k: {**v, "feature_knn": knn[k]} for k, v in comps.items()},
-                                                     weights)
-            xb = pre.transform(ds.x[sp.train[bank_indices(len(sp.train), det.config_.score.bank_size,
-                                                          det.config_.train.seed).numpy()]])
-            for name, trunk, pool in (("encoder_layer_maha", scorer.encoder.trunk, 2),
-                                      ("layer_maha_pool4", scorer.discriminator.trunk, 4)):
-                extra = layer_maha(trunk, xb, xm, pool)
-                variants[f"+ {name}"] = ({k: {**v, name: extra[k]} for k, v in comps.items()},
-                                         {**weights, name: weights["layer_maha"]})
-            flat = xb.flatten(1)  # input_knn as the library builds it: the bank samples in model space, own coreset
-            inputs = flat[coreset_indices(flat, det.config_.score.coreset_size)]
-            knn = {k: knn_distance(x.flatten(1), inputs, scorer.spec.knn_k).double().numpy() for k, x in xm.items()}
-            for w in INPUT_KNN_WEIGHTS:
-                variants[f"+ input_knn {w:g}"] = ({k: {**v, "input_knn": knn[k]} for k, v in comps.items()},
-                                                  {**weights, "input_knn": w})
-            for layer in MAP_LAYERS:  # per-location D statistics (the real-image map), pooled by map_max
-                mcfg = copy.deepcopy(det.config_)
-                mcfg.score.map_weights, mcfg.score.map_layers = {"layer_maha_map": 1.0}, [layer]
-                shipped_scorer = det.scorer_
-                det.scorer_ = rescore_with(shipped_scorer, mcfg, ds.x[sp.train], ds.x[sp.val], ("map_max",))
-                top = {k: np.asarray(det.score_components(x, "encoder")["map_max"], dtype=np.float64)
-                       for k, (x, _) in sets.items()}
-                det.scorer_ = shipped_scorer
-                for w in MAP_MAX_WEIGHTS:
-                    variants[f"+ map_max layer {layer} {w:g}"] = (
-                        {k: {**v, "map_max": top[k]} for k, v in comps.items()}, {**weights, "map_max": w})
-            no_f = {c: w for c, w in weights.items() if c != "feature_residual"}
-            for label in [v for v in ("shipped", "coreset 512") if v in variants]:
-                variants[f"{label} - feature_residual"] = (variants[label][0], no_f)
+        variants = ({"shipped": (comps, weights)} if args.shipped_only
+                    else lever_variants(det, ds, sp, sets, comps, weights))
         if args.values:
             args.values.mkdir(parents=True, exist_ok=True)
             # every shipped component and the encoder candidate
