@@ -31,6 +31,7 @@ from sklearn.preprocessing import StandardScaler
 
 from anomgan import AnoGAN
 from anomgan.config import build_config
+from anomgan.io import atomic_path
 
 # name -> (loader, the normal class(es))
 TABLES = {
@@ -119,8 +120,8 @@ def write_variants(rows: list[dict], out: Path, worst: float) -> None:
     print how far the recomputed shipped score lies from the detector's own (``worst``) and each variant's mean
     ROC-AUC, sorted by the validation mean: the decision column."""
     frame = pd.DataFrame(rows)
-    frame.to_csv(out.with_suffix(".tmp"), index=False)
-    out.with_suffix(".tmp").replace(out)
+    with atomic_path(out) as tmp:
+        frame.to_csv(tmp, index=False)
     print(f"shipped recomputed vs the detector's anomaly_score: largest difference {worst:.2e}")
     table = frame.groupby(["variant", "part", "table"])["roc_auc"].mean().unstack(["part", "table"]) * 100
     table[("val", "mean")] = table["val"].mean(axis=1)

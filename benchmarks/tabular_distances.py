@@ -20,6 +20,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 from tabular import TABLES, knn_distance, table_splits  # this script's folder is on sys.path
 
+from anomgan.io import atomic_path
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,8 +44,8 @@ def main() -> None:
             row["mahalanobis"] = roc_auc_score(y[idx], np.einsum("ij,jk,ik->i", d, lw.precision_, d))
             rows.append(row)
     frame = pd.DataFrame(rows)
-    frame.to_csv(args.out.with_suffix(".tmp"), index=False)
-    args.out.with_suffix(".tmp").replace(args.out)
+    with atomic_path(args.out) as tmp:
+        frame.to_csv(tmp, index=False)
     print((frame.drop(columns="seed").groupby(["part", "table"]).mean() * 100).round(2).T.to_string())
 
 

@@ -15,6 +15,8 @@ import time
 import pandas as pd
 from tabular import evaluate, table_arguments  # this script's folder is on sys.path
 
+from anomgan.io import atomic_path
+
 NO_D = "score.weights={residual: 1.0, feature_residual: 1.0, feature_knn: 5.0, layer_maha: 10.0}"
 WEIGHTS_03 = "d_score: 0.5, residual: 1.0, feature_residual: 1.0, feature_knn: 5.0, layer_maha: 10.0"
 BASE = f"score.weights={{{WEIGHTS_03}}}"  # every variant starts from the 0.3 weights, whatever the config says
@@ -53,8 +55,8 @@ def main() -> None:
                 for row in evaluate(args.config, name, seed, [BASE, *VARIANTS[variant]], parts=("val", "test")):
                     rows.append({"variant": variant, **row, "fit_score_s": time.perf_counter() - start})
         frame = pd.DataFrame(rows)
-        frame.to_csv(args.out.with_suffix(".tmp"), index=False)
-        args.out.with_suffix(".tmp").replace(args.out)
+        with atomic_path(args.out) as tmp:
+            frame.to_csv(tmp, index=False)
         mean = frame[frame.variant == variant].groupby(["part", "table"])["default"].mean().unstack("table")
         print(variant, mean.round(4).to_dict("index"), flush=True)
     frame = pd.DataFrame(rows)

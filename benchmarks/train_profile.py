@@ -26,6 +26,7 @@ from common import machine_label, timed  # this script's folder is on sys.path
 from anomgan.config import build_config, with_values
 from anomgan.data import load_source
 from anomgan.data.preprocess import fit_preprocessor
+from anomgan.io import atomic_path
 from anomgan.progress import ProgressBar
 from anomgan.training import losses
 from anomgan.training.fit import model_args_for
@@ -119,8 +120,8 @@ def main() -> None:
                      "calls_per_step": 1, "batch_size": size})
     frame = pd.DataFrame(rows).assign(config=args.config, normal_class=args.normal_class, machine=machine_label())
     frame["ms_per_image"] = frame["ms_per_call"] / frame["batch_size"]  # whole steps only
-    frame.to_csv(args.out.with_suffix(".tmp"), index=False)
-    args.out.with_suffix(".tmp").replace(args.out)
+    with atomic_path(args.out) as tmp:
+        frame.to_csv(tmp, index=False)
     print(frame[["part", "ms_per_call", "share_of_step"]].round(3).to_string(index=False))
 
 
