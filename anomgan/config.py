@@ -21,6 +21,7 @@ from anomgan.components import ANOMALY_MAP, BANK, COMPONENTS, FEATURE_GAUSSIAN, 
 from anomgan.errors import ConfigError
 
 LOSSES = ("ns", "minimax", "wgan-gp", "hinge")
+ENCODER_TRUNKS = ("own", "critic")
 IMAGE_SIZES = (8, 16, 32, 64, 128, 256)  # square power-of-two working resolutions of the conv models
 METHODS = ("encoder", "iterative", "hybrid")
 COMBINATIONS = ("calibrated", "anogan")
@@ -56,6 +57,7 @@ class ModelConfig:
     width: int = 32  # base channels (conv) or hidden units (MLP)
     depth: int = 2  # hidden layers of the MLP models (tabular data only)
     spectral_norm: bool = True  # spectral norm on D's layers: the most robust single stabiliser
+    encoder_trunk: str = "own"  # own: E has a trunk like D's (f-AnoGAN) | critic: E is a head on D's features
 
 
 @dataclass
@@ -290,6 +292,8 @@ def validate(cfg: Config) -> Config:
     need(m.z_dim >= 1, "model.z_dim", "at least 1", m.z_dim)
     need(m.width >= 1, "model.width", "at least 1", m.width)
     need(m.depth >= 1, "model.depth", "at least 1", m.depth)
+    need(m.encoder_trunk in ENCODER_TRUNKS, "model.encoder_trunk", "one of " + ", ".join(ENCODER_TRUNKS),
+         m.encoder_trunk)
     need(t.epochs >= 1, "train.epochs", "at least 1", t.epochs)
     need(t.batch_size >= 2, "train.batch_size", "at least 2", t.batch_size)
     need(t.loss in LOSSES, "train.loss", "one of " + ", ".join(LOSSES), t.loss)

@@ -5,6 +5,7 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -183,3 +184,21 @@ def test_parquet_tables_in_and_out(tmp_path):
     assert not (tmp_path / "m.csv").exists() and not (tmp_path / "t.parquet").exists()
     res = invoke("score", "--run", tmp_path / "run", "--input", tmp_path / "in.csv", "--out", tmp_path / "s.json")
     assert_one_line_error(res, "written as .csv or .parquet")
+
+
+def test_critic_encoder_export_agrees_and_runs_one_trunk_less(digits, tmp_path):
+    import onnx
+
+    weights = {"d_score": 0.5, "residual": 1.0, "feature_knn": 5.0, "layer_maha": 10.0}  # no pass on G(E(x))
+    convs = {}
+    for trunk in ("own", "critic"):
+        cfg = tiny_config(train__epochs=1, encoder__epochs=1, model__encoder_trunk=trunk, score__weights=weights)
+        det = AnoGAN(config=cfg, method="encoder", random_state=0).fit(digits.x[:120])
+        det.save(tmp_path / trunk)
+        export_run(tmp_path / trunk, tmp_path / f"{trunk}.onnx")
+        graph = onnx.load(str(tmp_path / f"{trunk}.onnx")).graph
+        convs[trunk] = sum(n.op_type == "Conv" for n in graph.node)
+        got = OnnxDetector(tmp_path / f"{trunk}.onnx").anomaly_score(digits.x[200:260])
+        assert agree(got, det.anomaly_score(digits.x[200:260], method="encoder")) < 1e-3
+    n_trunk = len([m for m in det.scorer_.discriminator.trunk.body if isinstance(m, torch.nn.Conv2d)])
+    assert convs["own"] - convs["critic"] == n_trunk  # E's trunk is gone; D runs once

@@ -38,3 +38,24 @@ def test_unsupported_size():
     with pytest.raises(ValueError, match="image_size"):
         build_models({"kind": "image", "z_dim": 5, "width": 4, "depth": 1, "spectral_norm": True, "channels": 1,
                       "image_size": 28})
+
+
+@pytest.mark.parametrize("kind", ["image", "tabular"])
+def test_critic_encoder_is_a_head_on_d_features(kind):
+    args = {"kind": kind, "z_dim": 5, "width": 4, "depth": 2, "spectral_norm": True, "encoder_trunk": "critic",
+            **({"channels": 1, "image_size": 16} if kind == "image" else {"n_features": 7})}
+    g, d, e = build_models(args)
+    d.eval()
+    x = torch.randn(3, 1, 16, 16) if kind == "image" else torch.randn(3, 7)
+    f = d.features(x)
+    assert f.shape[1] == d.feature_dim and e(x).shape == (3, 5)
+    assert torch.equal(e(x), e(x, features=f))  # given D's features, it reads them instead of running D again
+    assert not torch.equal(e(x), e(x, features=f + 1))
+    # D's weights are D's: E's state and parameters are its head alone, and E's loss reaches only the head
+    assert all(k.startswith("head.") for k in e.state_dict())
+    assert not {id(p) for p in e.parameters()} & {id(p) for p in d.parameters()}
+    e(x).sum().backward()
+    assert all(p.grad is not None for p in e.parameters()) and all(p.grad is None for p in d.parameters())
+    own = build_models({k: v for k, v in args.items() if k != "encoder_trunk"})[2]
+    assert not own.reads_critic_features and e.reads_critic_features
+    assert any(not k.startswith("head.") for k in own.state_dict())  # the default keeps a trunk of its own

@@ -272,3 +272,43 @@ def test_d_average_is_checkpointed_and_resumes_identically(tmp_path):
     wf, wr = _weights(full.run_dir), _weights(interrupted)
     assert any(k.startswith("discriminator_ema.") for k in wf)
     assert wf.keys() == wr.keys() and all(torch.equal(wf[k], wr[k]) for k in wf)
+
+
+def test_critic_encoder_trains_a_head_on_the_scorer_s_d_and_scores_without_a_second_d_pass(tmp_path, digits):
+    weights = {"d_score": 0.5, "residual": 1.0, "feature_knn": 5.0, "layer_maha": 10.0}  # no pass on G(E(x))
+    cfg = tiny_config(train__epochs=2, encoder__epochs=2, model__encoder_trunk="critic", score__weights=weights)
+    critic = _weights(train_run(cfg, tmp_path / "critic").run_dir)
+    plain = _weights(train_run(tiny_config(train__epochs=2, encoder__epochs=2), tmp_path / "plain").run_dir)
+    live = [k for k in plain if k.startswith(("generator", "discriminator"))]
+    assert all(torch.equal(critic[k], plain[k]) for k in live)  # G and D train exactly as with E's own trunk
+    assert {k.split(".")[1] for k in critic if k.startswith("encoder.")} == {"head"}  # no trunk of its own
+    from anomgan.models import build_models
+
+    det = AnoGAN.load(tmp_path / "critic")
+    sc = det.scorer_
+    untrained = build_models(sc.spec.model_args)[2]
+    assert not torch.equal(sc.encoder.head[0].weight, untrained.head[0].weight)  # the encoder phase trained it
+    x = det.preprocessor_.transform(digits.x[:40])
+    with torch.no_grad():
+        expected = (x - sc.generator(sc.encoder.head(sc.discriminator.features(x)))).abs().flatten(1).mean(1)
+    calls = []
+    features = sc.discriminator.features
+    sc.discriminator.features = lambda t: calls.append(len(t)) or features(t)
+    got = sc.component_values(x)["residual"]
+    assert calls == []  # the encoder reads the features of D's own scoring pass
+    assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_critic_encoder_learns_the_d_average_and_resumes_identically(tmp_path):
+    cfg = tiny_config(train__epochs=2, encoder__epochs=1, model__encoder_trunk="critic", train__d_ema_decay=0.9)
+    full = train_run(cfg, tmp_path / "full")
+    interrupted = tmp_path / "interrupted"
+    _train_and_stop_after(cfg, interrupted, gan_epochs=1)
+    train_run(cfg, interrupted, resume=True)
+    wf, wr = _weights(full.run_dir), _weights(interrupted)
+    assert wf.keys() == wr.keys() and all(torch.equal(wf[k], wr[k]) for k in wf)
+    live_d = _weights(train_run(tiny_config(train__epochs=2, encoder__epochs=1, model__encoder_trunk="critic"),
+                                tmp_path / "live").run_dir)
+    assert not torch.equal(wf["encoder.head.0.weight"], live_d["encoder.head.0.weight"])  # trained on the average
+    sc = AnoGAN.load(full.run_dir).scorer_
+    assert sc.encoder._critic[0] is sc.discriminator  # the scorer's E reads the scorer's D (the average)

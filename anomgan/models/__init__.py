@@ -4,11 +4,12 @@ from anomgan.models.networks import (
                                      ConvDiscriminator,
                                      ConvEncoder,
                                      ConvGenerator,
+                                     CriticEncoder,
                                      MLPDiscriminator,
                                      MLPEncoder,
                                      MLPGenerator,
                                      build_models,
 )
 
-__all__ = ["ConvGenerator", "ConvDiscriminator", "ConvEncoder", "MLPGenerator", "MLPDiscriminator", "MLPEncoder",
-           "build_models"]
+__all__ = ["ConvGenerator", "ConvDiscriminator", "ConvEncoder", "CriticEncoder", "MLPGenerator", "MLPDiscriminator",
+           "MLPEncoder", "build_models"]

@@ -8,6 +8,7 @@ matching and the feature residual.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from torch import nn
@@ -85,6 +86,11 @@ class _Discriminator(nn.Module):
     trunk: nn.Module
     head: nn.Module
 
+    @property
+    def feature_dim(self) -> int:
+        """F, the size of f(x)."""
+        return self.head.in_features
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x)
 
@@ -131,16 +137,47 @@ class ConvDiscriminator(_Discriminator):
         self.head = _maybe_sn(nn.Linear(self.trunk.out_dim, 1), spectral_norm)
 
 
-class ConvEncoder(nn.Module):
-    """x (B, C, S, S) -> z (B, z_dim)."""
+class _Encoder(nn.Module):
+    """The E interface: ``forward(x, features=None)`` -> z (B, z_dim). ``features`` is D's f(x) when the caller has
+    it: an encoder on the critic's features (``CriticEncoder``) then skips D's pass; one with a trunk of its own
+    ignores it. ``reads_critic_features`` says which kind this is."""
+
+    reads_critic_features = False
+
+
+class ConvEncoder(_Encoder):
+    """x (B, C, S, S) -> z (B, z_dim), with a conv trunk of its own (f-AnoGAN's encoder)."""
 
     def __init__(self, channels: int, image_size: int, width: int, z_dim: int):
         super().__init__()
         self.trunk = _ConvTrunk(channels, image_size, width, sn=False)
         self.head = nn.Linear(self.trunk.out_dim, z_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, features: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.head(self.trunk(x))
+
+
+class CriticEncoder(_Encoder):
+    """x -> z as a small MLP on the critic's features f(x) (``model.encoder_trunk: critic``): no trunk of its own,
+    so the scorer, which has f(x) from D's pass already, inverts with no extra network pass.
+
+    The critic is held by reference (``bind``), not as a submodule: its weights are D's, E's state is the head
+    alone, and a trainer with an average of D binds E to the D the scorer reads."""
+
+    reads_critic_features = True
+
+    def __init__(self, feature_dim: int, z_dim: int, hidden: int = 256):
+        super().__init__()
+        self.head = nn.Sequential(nn.Linear(feature_dim, hidden), nn.LeakyReLU(0.2, True), nn.Linear(hidden, z_dim))
+        self._critic: list = []  # [D]: a list keeps D out of E's modules, parameters and state_dict
+
+    def bind(self, critic: nn.Module) -> "CriticEncoder":
+        self._critic[:] = [critic]
+        return self
+
+    def forward(self, x: torch.Tensor, features: Optional[torch.Tensor] = None) -> torch.Tensor:
+        f = self._critic[0].features(x) if features is None else features
+        return self.head(f.detach())  # D's features are E's input, not E: no gradient of E's reaches D
 
 
 def _mlp(d_in: int, width: int, depth: int, act: nn.Module, sn: bool = False, norm: bool = False) -> nn.Sequential:
@@ -176,13 +213,15 @@ class MLPDiscriminator(_Discriminator):
         self.head = _maybe_sn(nn.Linear(width, 1), spectral_norm)
 
 
-class MLPEncoder(nn.Module):
+class MLPEncoder(_Encoder):
+    """x (B, D) -> z (B, z_dim), with an MLP trunk of its own."""
+
     def __init__(self, n_features: int, width: int, depth: int, z_dim: int):
         super().__init__()
         self.body = _mlp(n_features, width, depth, nn.LeakyReLU(0.2, True))
         self.head = nn.Linear(width, z_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, features: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.head(self.body(x))
 
 
@@ -190,17 +229,18 @@ def build_models(model_args: dict) -> tuple[nn.Module, nn.Module, nn.Module]:
     """(generator, discriminator, encoder) from self-describing ``model_args`` saved in checkpoints.
 
     model_args: kind ("image"|"tabular"), z_dim, width, depth, spectral_norm, and channels + image_size
-    (images) or n_features (tables).
+    (images) or n_features (tables); ``encoder_trunk: critic`` when E is a head on D's features (absent: E has a
+    trunk of its own). A critic encoder comes bound to the returned D.
     """
     a = model_args
     if a["kind"] == "image":
-        return (
-            ConvGenerator(a["z_dim"], a["channels"], a["image_size"], a["width"]),
-            ConvDiscriminator(a["channels"], a["image_size"], a["width"], a["spectral_norm"]),
-            ConvEncoder(a["channels"], a["image_size"], a["width"], a["z_dim"]),
-        )
-    return (
-        MLPGenerator(a["z_dim"], a["n_features"], a["width"], a["depth"]),
-        MLPDiscriminator(a["n_features"], a["width"], a["depth"], a["spectral_norm"]),
-        MLPEncoder(a["n_features"], a["width"], a["depth"], a["z_dim"]),
-    )
+        g = ConvGenerator(a["z_dim"], a["channels"], a["image_size"], a["width"])
+        d = ConvDiscriminator(a["channels"], a["image_size"], a["width"], a["spectral_norm"])
+        own = lambda: ConvEncoder(a["channels"], a["image_size"], a["width"], a["z_dim"])  # noqa: E731
+    else:
+        g = MLPGenerator(a["z_dim"], a["n_features"], a["width"], a["depth"])
+        d = MLPDiscriminator(a["n_features"], a["width"], a["depth"], a["spectral_norm"])
+        own = lambda: MLPEncoder(a["n_features"], a["width"], a["depth"], a["z_dim"])  # noqa: E731
+    if a.get("encoder_trunk", "own") == "critic":
+        return g, d, CriticEncoder(d.feature_dim, a["z_dim"]).bind(d)
+    return g, d, own()

@@ -76,18 +76,19 @@ def invert_latent(x: torch.Tensor, generator: nn.Module, discriminator: nn.Modul
                   keep_trace: bool = False, f_x: Optional[torch.Tensor] = None) -> InversionResult:
     """Invert a batch ``x`` (B, ...) by ``method``: encoder (f-AnoGAN), iterative (AnoGAN) or hybrid.
 
-    ``f_x``: D's features of ``x`` when the caller already has them (they are not recomputed).
+    ``f_x``: D's features of ``x`` when the caller already has them (they are not recomputed, and an encoder on the
+    critic's features reads them).
     """
     if method == "encoder":
         with torch.no_grad():
-            z = encoder(x)
+            z = encoder(x, features=f_x)
             return InversionResult(z=z, x_hat=generator(z))
     if f_x is None:
         with torch.no_grad():
             f_x = discriminator.features(x)
     if method == "hybrid":
         with torch.no_grad():
-            z0 = encoder(x)
+            z0 = encoder(x, features=f_x)
         z, _, trace = refine_latent(generator, discriminator, x, z0, refine_steps, lr, lam, norm, f_x, keep_trace)
     elif method == "iterative":
         b = x.shape[0]

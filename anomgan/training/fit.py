@@ -38,6 +38,8 @@ def model_args_for(cfg: Config, pre: Preprocessor) -> dict:
         args.update(channels=pre.channels, image_size=pre.image_size)
     else:
         args.update(n_features=pre.in_shape[0])
+    if cfg.model.encoder_trunk != "own":  # absent = own, as in runs saved before the key existed
+        args["encoder_trunk"] = cfg.model.encoder_trunk
     return args
 
 

@@ -102,6 +102,8 @@ class Trainer:
         self.discriminator_ema: Optional[nn.Module] = None
         if t.d_ema_decay > 0:
             self.discriminator_ema = copy.deepcopy(self.discriminator).eval().requires_grad_(False)
+        if self.encoder.reads_critic_features:  # model.encoder_trunk: critic reads the D the scorer holds
+            self.encoder.bind(self.scorer_networks()[1])
         betas = tuple(t.betas) if t.betas else losses.DEFAULT_BETAS[t.loss]
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=t.lr_d, betas=betas)
@@ -300,10 +302,14 @@ class Trainer:
         for i, idx in enumerate(batches):
             x = self.x_train[idx]
             with self._autocast():
-                x_hat = G(self.e_train(x))
+                f_x = None
+                if kappa > 0 or self.encoder.reads_critic_features:
+                    with torch.no_grad():  # D is frozen: f(x) is a target, and a critic encoder's input
+                        f_x = D.features(x)
+                x_hat = G(self.e_train(x, features=f_x))
                 loss = F.mse_loss(x_hat.float(), x)
                 if kappa > 0:
-                    loss = loss + kappa * F.mse_loss(D.features(x_hat).float(), D.features(x).float())
+                    loss = loss + kappa * F.mse_loss(D.features(x_hat).float(), f_x.float())
             self._check_finite(epoch, i, encoder_loss=loss)
             self.opt_e.zero_grad(set_to_none=True)
             loss.backward()
