@@ -31,9 +31,10 @@ def test_each_loss_trains_without_nan(digits, loss):
         assert all(math.isfinite(r[k]) for k in ("d_loss", "g_loss", "d_real", "d_fake", "diversity"))
 
 
-def test_tabular_training(rng):
+@pytest.mark.parametrize("trunk", ["own", "critic"])
+def test_tabular_training(rng, trunk):
     x = rng.normal(size=(80, 6)).astype(np.float32)
-    det = AnoGAN(config=tiny_config()).fit(x)
+    det = AnoGAN(config=tiny_config(model__encoder_trunk=trunk)).fit(x)
     assert det.preprocessor_.kind == "tabular"
     scores = det.anomaly_score(np.concatenate([x[:5], x[:5] + 25.0]))
     assert scores[5:].min() > scores[:5].max()
