@@ -41,6 +41,14 @@ CORESET_NOTE = ("The models are those of the round-four row: seeds 1 and 2 train
                 "(`reports/benchmarks/epoch-split.csv`; docs/tuning.md).")
 
 
+CRITIC_NOTE = ("Trained from scratch in round nine with the config as shipped (`model.encoder_trunk: critic`). "
+               "G and D train bit for bit as with an encoder of its own (tested), so the rows differ from round "
+               "five's only by the encoder and the residual it gives. Seed 0 ran alone on the machine but for a "
+               "short test run beside digit 0; seeds 1 and 2 shared the cores with the test suite for part of "
+               "their training. The choice was made on other-digit *training* images of the ten seed-0 digits "
+               "(`reports/benchmarks/score-levers-mnist-critic-s0.csv`; docs/tuning.md, round nine).")
+
+
 def digits_repro_note(original: Path, repro: Path) -> str:
     """How many cases of ``original`` this version retrained from scratch, and how far their ROC-AUC moved."""
     if not repro.exists():
@@ -185,12 +193,19 @@ def main() -> None:
                            note=digits_repro_note(B / "digits-one-class.csv", B / "digits-repro-0.2.csv"))
     out += [""] + peers_lines(B / "peers-digits.csv", "digits")
     out += [""] + one_class_table(
-        [B / f"mnist-cpu-enc5-s{seed}.csv" for seed in range(3)],
-        "MNIST, `configs/mnist.yaml` (WGAN-GP, 6 GAN epochs, 5 encoder epochs, `feature_knn` on "
-        "a 512-row coreset, weights d 0.5 / residual 1 / knn 5 / layer 10), 2-core CPU",
-        baselines=(("10 encoder epochs (round four)", [B / "mnist-cpu-coreset.csv", B / "mnist-cpu-shipped-s1.csv",
-                                                      B / "mnist-cpu-shipped-s2.csv"]),
+        [B / "mnist-cpu-critic-s0.csv", B / "mnist-cpu-critic-s12.csv"],
+        "MNIST, `configs/mnist.yaml` (WGAN-GP, 6 GAN epochs, an encoder on D's features trained 5 epochs, "
+        "`feature_knn` on a 512-row coreset, weights d 0.5 / residual 1 / knn 5 / layer 10), 2-core CPU",
+        baselines=(("encoder with a trunk of its own (round five, table below)",
+                    [B / f"mnist-cpu-enc5-s{seed}.csv" for seed in range(3)]),
                    ("0.3 scoring (whole bank, + feature_residual)", B / "mnist-cpu-e6-layer.csv")),
+        note=CRITIC_NOTE)
+    out += [""] + one_class_table(
+        [B / f"mnist-cpu-enc5-s{seed}.csv" for seed in range(3)],
+        "MNIST, round five's `configs/mnist.yaml` (as above with `model.encoder_trunk: own`: an encoder with a "
+        "conv trunk of its own, as in f-AnoGAN), 2-core CPU",
+        baselines=(("10 encoder epochs (round four)", [B / "mnist-cpu-coreset.csv", B / "mnist-cpu-shipped-s1.csv",
+                                                      B / "mnist-cpu-shipped-s2.csv"]),),
         note=CORESET_NOTE)
     out += [""] + one_class_table(
         B / "mnist-cpu-e6-layer.csv", "MNIST, the 0.3 scoring of the same config (whole 4,096-row bank, weights "
@@ -216,6 +231,10 @@ def main() -> None:
                                   "before batches side by side and the faster exact k-NN step)", r6)
     out += [""] + cli_speed_lines(B / "cli-score-speed-parallel.csv", "round six: batches side by side on one "
                                   "thread each (`score.parallel_batches`), repeats round-robin over the rows", r6)
+    out += [""] + cli_speed_lines(B / "cli-score-speed-critic.csv", "round nine: an encoder with a trunk of its own "
+                                  "against one on D's features (`model.encoder_trunk`), repeats round-robin over "
+                                  "the rows", "digit-3 seed-0 models of `mnist-cpu-repro-r9.csv` (own) and "
+                                  "`mnist-cpu-critic-s0.csv` (critic)")
     out += ["", "**Scoring speed on the 2-core CPU** (`configs/mnist.yaml`'s digit-3 seed-0 model, its weighted "
             "components, 256 balanced test images, `reports/benchmarks/score_speed.csv`; the last column is anomgan "
             "0.1 on the same model in the same session, `score_speed-0.1.csv`: this machine's speed drifts between "
