@@ -11,13 +11,14 @@ from anomgan.run_format import load_run
 from anomgan.runs import train_run
 from anomgan.training import losses
 from anomgan.training.stabilisers import diff_augment, translate
+from anomgan.training.trainer import rotate_each, rotation_head
 
 from conftest import tiny_config
 
 
 def _weights(run_dir):
     state = load_run(run_dir).training_state()
-    return {k: v for part in ("generator", "generator_ema", "discriminator", "discriminator_ema", "encoder")
+    return {k: v for part in ("generator", "generator_ema", "discriminator", "discriminator_ema", "encoder", "aux")
             if part in state for k, v in ((f"{part}.{n}", t) for n, t in state[part].items())}
 
 
@@ -241,7 +242,7 @@ def test_contrastive_training_makes_d_features_find_each_image_s_view(digits):
 def test_contrastive_head_is_checkpointed_and_resumes_identically(tmp_path):
     cfg = tiny_config(train__epochs=2, encoder__epochs=1, train__contrastive=1.0)
     full = train_run(cfg, tmp_path / "full")
-    assert "projection" in load_run(full.run_dir).training
+    assert load_run(full.run_dir).training["aux_names"] == ["projection"]
     interrupted = tmp_path / "interrupted"
     _train_and_stop_after(cfg, interrupted, gan_epochs=1)
     train_run(cfg, interrupted, resume=True)
@@ -249,6 +250,44 @@ def test_contrastive_head_is_checkpointed_and_resumes_identically(tmp_path):
     assert all(torch.equal(wf[k], wr[k]) for k in wf)
     plain = _weights(train_run(tiny_config(train__epochs=2, encoder__epochs=1), tmp_path / "plain").run_dir)
     assert not all(torch.equal(wf[k], plain[k]) for k in wf)  # the term does reach D
+
+
+def test_rotate_each_turns_every_image_by_its_own_quarter_turns():
+    x = torch.arange(2 * 3 * 3, dtype=torch.float32).reshape(2, 1, 3, 3)
+    x = torch.cat([x, x + 100])  # 4 images
+    turns = torch.tensor([0, 1, 2, 3])
+    out = rotate_each(x, turns)
+    for i, k in enumerate(turns.tolist()):
+        assert torch.equal(out[i], torch.rot90(x[i], k, dims=(1, 2)))
+
+
+def _rotation_accuracy(run_dir, x):
+    """How often the run's trained rotation head names the quarter turn of each (turned) image from D's features."""
+    det = AnoGAN.load(run_dir, device="cpu")
+    head = rotation_head(det.scorer_.discriminator.feature_dim)
+    head.load_state_dict({k.removeprefix("rotation."): v for k, v in load_run(run_dir).training_state()["aux"].items()})
+    real = det.preprocessor_.transform(x)
+    turns = torch.arange(len(real)) % 4
+    with torch.no_grad():
+        pred = head(det.scorer_.discriminator.eval().features(rotate_each(real, turns))).argmax(1)
+    return float((pred == turns).float().mean())
+
+
+def test_rotation_head_learns_the_turns_resumes_identically_and_reaches_d(digits, tmp_path):
+    x = digits.x[digits.y == "0"]
+    learned = train_run(tiny_config(train__epochs=25, encoder__epochs=0, train__rotation=1.0), tmp_path / "long")
+    assert _rotation_accuracy(learned.run_dir, x) > 0.5  # chance is 0.25
+    cfg = tiny_config(train__epochs=2, encoder__epochs=1, train__rotation=1.0)
+    full = train_run(cfg, tmp_path / "full")
+    assert load_run(full.run_dir).training["aux_names"] == ["rotation"]
+    interrupted = tmp_path / "interrupted"
+    _train_and_stop_after(cfg, interrupted, gan_epochs=1)
+    train_run(cfg, interrupted, resume=True)
+    wf, wr = _weights(full.run_dir), _weights(interrupted)
+    assert any(k.startswith("aux.") for k in wf)
+    assert all(torch.equal(wf[k], wr[k]) for k in wf)  # the head and its optimiser resume bit for bit
+    plain = _weights(train_run(tiny_config(train__epochs=2, encoder__epochs=1), tmp_path / "plain").run_dir)
+    assert not all(torch.equal(wf[k], plain[k]) for k in plain)  # the term does reach G and D
 
 
 def test_d_average_is_what_the_scorer_gets_and_training_never_reads_it(tmp_path):

@@ -62,6 +62,21 @@ def projection_head(n_features: int) -> nn.Module:
     return nn.Sequential(nn.Linear(n_features, 256), nn.ReLU(True), nn.Linear(256, 128))
 
 
+def rotation_head(n_features: int) -> nn.Module:
+    """SS-GAN's rotation classifier: which of 0, 90, 180, 270 degrees a real image was turned, from f(x)."""
+    return nn.Linear(n_features, 4)
+
+
+# train.<weight> -> the auxiliary head on D's features that its loss trains with D (images only; nothing scores them)
+AUX_HEADS = {"contrastive": ("projection", projection_head), "rotation": ("rotation", rotation_head)}
+
+
+def rotate_each(x: torch.Tensor, quarter_turns: torch.Tensor) -> torch.Tensor:
+    """x (B, C, S, S), image i turned by quarter_turns[i] * 90 degrees: all four turns at once, then a gather."""
+    turns = torch.stack([torch.rot90(x, k, dims=(2, 3)) for k in range(4)])  # (4, B, C, S, S)
+    return turns[quarter_turns, torch.arange(x.shape[0], device=x.device)]
+
+
 def _grad_norm(module: nn.Module) -> float:
     norms = [p.grad.detach().norm() for p in module.parameters() if p.grad is not None]
     return float(torch.stack(norms).norm()) if norms else 0.0
@@ -108,11 +123,11 @@ class Trainer:
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=t.lr_d, betas=betas)
         self.opt_e = torch.optim.Adam(self.encoder.parameters(), lr=cfg.encoder.lr, betas=(0.5, 0.999))
-        # train.contrastive: a projection head on D's features, trained with D and used by nothing else
-        self.projection: Optional[nn.Module] = None
-        if t.contrastive > 0 and model_args["kind"] == "image":
-            self.projection = seeded(t.seed, lambda: projection_head(self.discriminator.trunk.out_dim)).to(device)
-            self.opt_p = torch.optim.Adam(self.projection.parameters(), lr=t.lr_d, betas=betas)
+        # train.contrastive / train.rotation: heads on D's features, trained with D and used by nothing else
+        self.aux = nn.ModuleDict({
+            name: seeded(t.seed, lambda make=make: make(self.discriminator.feature_dim)).to(device)
+            for weight, (name, make) in AUX_HEADS.items() if getattr(t, weight) > 0 and model_args["kind"] == "image"})
+        self.opt_aux = torch.optim.Adam(self.aux.parameters(), lr=t.lr_d, betas=betas) if len(self.aux) else None
         self.rng = torch.Generator(device=device).manual_seed(t.seed + 1000 * self.rank)
         self.fixed_z = torch.randn(64, model_args["z_dim"], generator=torch.Generator().manual_seed(t.seed)).to(device)
         self.state = TrainState()
@@ -124,7 +139,7 @@ class Trainer:
         self.g_train: nn.Module = self.generator
         self.d_train: nn.Module = self.discriminator
         self.e_train: nn.Module = self.encoder
-        self.p_train: Optional[nn.Module] = self.projection
+        self.aux_train: dict[str, nn.Module] = dict(self.aux.items())
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -132,8 +147,7 @@ class Trainer:
             self.g_train = DDP(self.generator, device_ids=ids)
             self.d_train = DDP(self.discriminator, device_ids=ids)
             self.e_train = DDP(self.encoder, device_ids=ids)
-            if self.projection is not None:
-                self.p_train = DDP(self.projection, device_ids=ids)
+            self.aux_train = {name: DDP(head, device_ids=ids) for name, head in self.aux.items()}
 
     def _batches(self, epoch: int, batch_size: int) -> list[torch.Tensor]:
         """This rank's shuffled shard for ``epoch`` (DistributedSampler; deterministic in seed and epoch)."""
@@ -150,9 +164,9 @@ class Trainer:
     def state_dict(self) -> dict:
         """Everything needed to continue training: weights, EMA, optimisers, RNG, counters, history."""
         s = self.state
-        head = {}  # train.contrastive's projection head and its optimiser, when it has one
-        if self.projection is not None:
-            head = {"projection": self.projection.state_dict(), "opt_p": self.opt_p.state_dict()}
+        head = {}  # the auxiliary heads (train.contrastive, train.rotation) and their optimiser, when there are any
+        if self.opt_aux is not None:
+            head = {"aux": self.aux.state_dict(), "opt_aux": self.opt_aux.state_dict(), "aux_names": sorted(self.aux)}
         if self.discriminator_ema is not None:
             head["discriminator_ema"] = self.discriminator_ema.state_dict()
         return {
@@ -177,9 +191,9 @@ class Trainer:
         self.opt_g.load_state_dict(ckpt["opt_g"])
         self.opt_d.load_state_dict(ckpt["opt_d"])
         self.opt_e.load_state_dict(ckpt["opt_e"])
-        if self.projection is not None and "projection" in ckpt:  # else (contrastive newly on) the head starts fresh
-            self.projection.load_state_dict(ckpt["projection"])
-            self.opt_p.load_state_dict(ckpt["opt_p"])
+        if self.opt_aux is not None and ckpt.get("aux_names") == sorted(self.aux):  # else (a head newly on or off)
+            self.aux.load_state_dict(ckpt["aux"])  # the heads start fresh
+            self.opt_aux.load_state_dict(ckpt["opt_aux"])
         if self.discriminator_ema is not None:  # newly on: the average starts from the live D
             self.discriminator_ema.load_state_dict(ckpt.get("discriminator_ema", ckpt["discriminator"]))
         if self.rank == 0:
@@ -229,16 +243,26 @@ class Trainer:
                     with torch.no_grad():
                         fake = self.generator(z)
                     inputs = [self._augment(real), self._augment(fake.detach())]
-                    if self.projection is None:
+                    # extra views of the real images ride along in the same D pass, for the auxiliary heads
+                    if "projection" in self.aux:
+                        inputs.append(diff_augment(real, self.rng))
+                    if "rotation" in self.aux:
+                        turns = torch.randint(0, 4, (b,), device=self.device, generator=self.rng)
+                        inputs.append(rotate_each(real, turns))
+                    if len(self.aux) == 0:
                         out = D(torch.cat(inputs))
-                    else:  # a second view of each real image rides along in the same D pass
-                        out, feats = D(torch.cat([*inputs, diff_augment(real, self.rng)]), with_features=True)
+                    else:
+                        out, feats = D(torch.cat(inputs), with_features=True)
+                        extra = iter(feats[2 * b:].split(b))
                         out = out[:2 * b]
                     out_real, out_fake = out[:b].float(), out[b:].float()
                     d_loss = losses.d_loss(t.loss, out_real, out_fake)
-                    if self.projection is not None:  # SimCLR on D's features: each real image picks out its view
-                        views = self.p_train(torch.cat([feats[:b], feats[2 * b:]]))
+                    if "projection" in self.aux:  # SimCLR on D's features: each real image picks out its view
+                        views = self.aux_train["projection"](torch.cat([feats[:b], next(extra)]))
                         d_loss = d_loss + t.contrastive * losses.nt_xent(views[:b], views[b:])
+                    if "rotation" in self.aux:  # SS-GAN: D's features tell how far each real image was turned
+                        logits = self.aux_train["rotation"](next(extra)).float()
+                        d_loss = d_loss + t.rotation * F.cross_entropy(logits, turns)
                     if t.consistency > 0 and real.dim() == 4:  # bCR: D's verdict should not move under a small shift
                         shifted = D(translate(torch.cat([real, fake.detach()]), self.rng)).float()
                         d_loss = d_loss + t.consistency * (shifted - out.float()).pow(2).mean()
@@ -249,13 +273,13 @@ class Trainer:
                     d_loss = d_loss + t.gp_weight * t.gp_every * gp
                 self._check_finite(epoch, i, d_loss=d_loss)
                 self.opt_d.zero_grad(set_to_none=True)
-                if self.projection is not None:
-                    self.opt_p.zero_grad(set_to_none=True)
+                if self.opt_aux is not None:
+                    self.opt_aux.zero_grad(set_to_none=True)
                 d_loss.backward()
                 gn_d = _grad_norm(self.discriminator)
                 self.opt_d.step()
-                if self.projection is not None:
-                    self.opt_p.step()
+                if self.opt_aux is not None:
+                    self.opt_aux.step()
             # --- generator step: D's own (unwrapped) forward, its grads are discarded at the next D step
             z = torch.randn(b, z_dim, device=self.device, generator=self.rng)
             with self._autocast():
