@@ -32,6 +32,8 @@ samples):
   of ``score.knn_k``.
 
 ``--shipped-only`` skips the variants: the val and test ROC-AUC of runs trained with another config.
+``--weights "LABEL:comp=w,comp=w"`` (repeatable) adds a variant that recombines the run's own components with
+these weights in place of the shipped ones (a component left out keeps its shipped weight; weight 0 drops it).
 ``shipped`` recomputed this way equals the scorer's own ``anomaly_score`` (checked: largest difference printed).
 """
 
@@ -178,6 +180,8 @@ def main() -> None:
     ap = case_arguments(__doc__)
     ap.add_argument("--values", type=Path, default=None, help="folder for each case's component values (.npz)")
     ap.add_argument("--shipped-only", action="store_true", help="only the run's own score (val and test), no levers")
+    ap.add_argument("--weights", action="append", default=[], metavar="LABEL:COMP=W,...",
+                    help="a variant with these component weights instead of the shipped ones (repeatable)")
     args = ap.parse_args()
     rows = []
     for case, run in finished_runs(args):
@@ -198,6 +202,13 @@ def main() -> None:
 
         variants = ({"shipped": (comps, weights)} if args.shipped_only
                     else lever_variants(det, ds, sp, sets, comps, weights))
+        for spec in args.weights:
+            label, _, pairs = spec.partition(":")
+            changed = {c: float(w) for c, w in (pair.split("=") for pair in pairs.split(","))}
+            unknown = set(changed) - set(weights)
+            if unknown:
+                raise SystemExit(f"--weights {spec}: the run has no component {', '.join(sorted(unknown))}")
+            variants[f"weights {label}"] = (comps, {c: w for c, w in {**weights, **changed}.items() if w > 0})
         if args.values:
             args.values.mkdir(parents=True, exist_ok=True)
             # every shipped component and the encoder candidate
