@@ -10,6 +10,7 @@ trainer's whole GAN step (``Trainer.gan_epoch`` over ``--steps`` batches, so opt
 included). Then ways to make the step or an epoch cheaper: bfloat16 autocast on the CPU for D's and G's steps (the
 CPU has no AMX here, so oneDNN runs bf16 through AVX-512), the lazy penalty (``train.gp_every=4``) on the whole step,
 and other batch sizes (``--batch-sizes``: an epoch costs ``ms_per_image`` times its images, whatever the batch).
+``--with KEY=VALUE`` (repeatable) times the whole step again with that config value, e.g. ``train.rotation=1``.
 One CSV row per part: milliseconds per call and, for the step's parts, their share of the whole step.
 """
 
@@ -42,6 +43,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch-sizes", default="32,128", help="the whole step again at these train.batch_size values")
+    ap.add_argument("--with", dest="variants", action="append", default=[], metavar="KEY=VALUE",
+                    help="the whole step again with this config value (repeatable), e.g. train.rotation=1")
     ap.add_argument("--out", type=Path, default=Path("reports/benchmarks/train-profile.csv"))
     args = ap.parse_args()
     cfg = build_config(args.config, overrides=["train.device=cpu", f"data.root={args.data_root}"])
@@ -118,6 +121,10 @@ def main() -> None:
         other = with_values(copy.deepcopy(cfg), {"train": {"batch_size": size}})
         rows.append({"part": f"whole GAN step, train.batch_size={size}", "ms_per_call": whole_step(other),
                      "calls_per_step": 1, "batch_size": size})
+    for flag in args.variants:  # the whole step with another value of one key, beside the shipped step above
+        other = build_config(args.config, overrides=["train.device=cpu", f"data.root={args.data_root}", flag])
+        rows.append({"part": f"whole GAN step, {flag}", "ms_per_call": whole_step(other), "calls_per_step": 1,
+                     "batch_size": other.train.batch_size})
     frame = pd.DataFrame(rows).assign(config=args.config, normal_class=args.normal_class, machine=machine_label())
     frame["ms_per_image"] = frame["ms_per_call"] / frame["batch_size"]  # whole steps only
     with atomic_path(args.out) as tmp:
