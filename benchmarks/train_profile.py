@@ -47,7 +47,8 @@ def main() -> None:
                     help="the whole step again with this config value (repeatable), e.g. train.rotation=1")
     ap.add_argument("--out", type=Path, default=Path("reports/benchmarks/train-profile.csv"))
     args = ap.parse_args()
-    cfg = build_config(args.config, overrides=["train.device=cpu", f"data.root={args.data_root}"])
+    on_this_cpu = ["train.device=cpu", f"data.root={args.data_root}"]
+    cfg = build_config(args.config, overrides=on_this_cpu)
     data = load_source(cfg.data.source, root=cfg.data.root)
     x = data.x[data.y == args.normal_class]
     pre = fit_preprocessor(x, data.kind, image_size=cfg.data.image_size, channels=cfg.data.channels,
@@ -122,7 +123,7 @@ def main() -> None:
         rows.append({"part": f"whole GAN step, train.batch_size={size}", "ms_per_call": whole_step(other),
                      "calls_per_step": 1, "batch_size": size})
     for flag in args.variants:  # the whole step with another value of one key, beside the shipped step above
-        other = build_config(args.config, overrides=["train.device=cpu", f"data.root={args.data_root}", flag])
+        other = build_config(args.config, overrides=[*on_this_cpu, flag])
         rows.append({"part": f"whole GAN step, {flag}", "ms_per_call": whole_step(other), "calls_per_step": 1,
                      "batch_size": other.train.batch_size})
     frame = pd.DataFrame(rows).assign(config=args.config, normal_class=args.normal_class, machine=machine_label())

@@ -72,9 +72,12 @@ AUX_HEADS = {"contrastive": ("projection", projection_head), "rotation": ("rotat
 
 
 def rotate_each(x: torch.Tensor, quarter_turns: torch.Tensor) -> torch.Tensor:
-    """x (B, C, S, S), image i turned by quarter_turns[i] * 90 degrees: all four turns at once, then a gather."""
-    turns = torch.stack([torch.rot90(x, k, dims=(2, 3)) for k in range(4)])  # (4, B, C, S, S)
-    return turns[quarter_turns, torch.arange(x.shape[0], device=x.device)]
+    """x (B, C, S, S), image i turned by quarter_turns[i] * 90 degrees: each turn once, on the images drawn for it."""
+    out = x.clone()
+    for k in range(1, 4):
+        chosen = quarter_turns == k
+        out[chosen] = torch.rot90(x[chosen], k, dims=(2, 3))
+    return out
 
 
 def _grad_norm(module: nn.Module) -> float:
