@@ -25,6 +25,7 @@ BANK = "bank"  # D features of normal-training samples (memory bank)
 INPUT_BANK = "input_bank"  # the same samples in model space (standardised features / pixels): the data's own bank
 FEATURE_GAUSSIAN = "feature_gaussian"  # one Gaussian fitted to the bank
 LAYER_GAUSSIANS = "layer_gaussians"  # one Gaussian per D layer, fitted to the bank samples' pooled activations
+LAYER_BANKS = "layer_banks"  # per D layer, a coreset of the bank samples' pooled activations and its distance scale
 LOCATION_GAUSSIANS = "location_gaussians"  # per D layer: a mean per location and one covariance (maps)
 ANOMALY_MAP = "anomaly_map"  # the calibrated, smoothed anomaly map of the scorer's map components
 
@@ -59,6 +60,11 @@ def _layer_maha(p: Pass, scorer) -> torch.Tensor:
     return sum(mahalanobis_sq(h, g.mean, g.precision) / h.shape[1] for h, g in zip(p.layers, scorer.layer_gaussians))
 
 
+def _layer_knn(p: Pass, scorer) -> torch.Tensor:
+    # each layer's distance over that layer's typical one among normal samples, so layers add on one scale
+    return sum(knn_distance(h, b.rows, p.knn_k) / b.scale for h, b in zip(p.layers, scorer.layer_banks)) / len(p.layers)
+
+
 COMPONENTS: dict[str, Component] = {c.name: c for c in (
     Component("d_score", frozenset(), lambda p, s: -p.d_out,
               "the discriminator's verdict that x is not real (its negated logit / critic value)"),
@@ -76,6 +82,10 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in (
     Component("layer_maha", frozenset({LAYER_GAUSSIANS}), _layer_maha,
               "per D layer, activations pooled to 2x2, squared Mahalanobis distance to that layer's Gaussian of "
               "the bank samples, over its dimension, summed over layers"),
+    Component("layer_knn", frozenset({LAYER_BANKS}), _layer_knn,
+              "per D layer, activations pooled to 2x2, mean distance to the k nearest rows of that layer's bank (the "
+              "bank samples' activations, a coreset of score.coreset_size), over the bank samples' own mean "
+              "distance, averaged over layers"),
 )}
 
 def _map_max(p: Pass, scorer) -> torch.Tensor:

@@ -17,7 +17,16 @@ from typing import Any, Optional, Union
 
 import yaml
 
-from anomgan.components import ANOMALY_MAP, BANK, COMPONENTS, FEATURE_GAUSSIAN, INPUT_BANK, LAYER_GAUSSIANS, MAP_NAMES
+from anomgan.components import (
+    ANOMALY_MAP,
+    BANK,
+    COMPONENTS,
+    FEATURE_GAUSSIAN,
+    INPUT_BANK,
+    LAYER_BANKS,
+    LAYER_GAUSSIANS,
+    MAP_NAMES,
+)
 from anomgan.errors import ConfigError
 
 LOSSES = ("ns", "minimax", "wgan-gp", "hinge")
@@ -71,6 +80,7 @@ class TrainConfig:
     n_critic: int = 1  # D steps per G step (5 is usual for WGAN-GP)
     gp_weight: float = 10.0  # gradient-penalty weight for wgan-gp
     gp_every: int = 1  # lazy regularisation: penalty on every k-th D step, weighted k * gp_weight
+    gp_fraction: float = 1.0  # share of each batch's real/fake pairs the penalty is estimated on (its mean is kept)
     ema_decay: float = 0.999  # EMA of G weights used for sampling and scoring; 0 disables
     d_ema_decay: float = 0.0  # EMA of D weights for the scorer (verdict, feature space, encoder); 0 = the live D
     augment: bool = False  # DiffAugment-style translation+cutout on D inputs (small data sets)
@@ -118,7 +128,8 @@ class ScoreConfig:
     # feature_knn: distance in D's feature space to the k nearest normal-training samples (docs/tuning.md);
     # feature_maha: Mahalanobis distance in that space to a Gaussian fitted to the same bank (Ledoit-Wolf);
     # layer_maha: the same samples seen by every D layer, coarsely pooled, one Gaussian per layer;
-    # input_knn: distance to the k nearest of those samples in model space itself (no network)
+    # input_knn: distance to the k nearest of those samples in model space itself (no network);
+    # layer_knn: feature_knn's distance on layer_maha's pooled layers, one bank (coreset) per layer
     weights: Optional[dict] = None  # component -> weight; None (unset): DEFAULT_WEIGHTS of the data's kind
     knn_k: int = 5  # neighbours averaged by feature_knn and input_knn
     # anomaly maps (images): map component -> weight in the per-pixel anomaly_map (empty = no maps); the image
@@ -307,6 +318,7 @@ def validate(cfg: Config) -> Config:
     need(t.n_critic >= 1, "train.n_critic", "at least 1", t.n_critic)
     need(t.gp_weight >= 0, "train.gp_weight", "must be >= 0", t.gp_weight)
     need(t.gp_every >= 1, "train.gp_every", "at least 1", t.gp_every)
+    need(0 < t.gp_fraction <= 1, "train.gp_fraction", "in (0, 1]", t.gp_fraction)
     need(t.consistency >= 0, "train.consistency", "0 (off) or more", t.consistency)
     need(t.contrastive >= 0, "train.contrastive", "0 (off) or more", t.contrastive)
     need(t.rotation >= 0, "train.rotation", "0 (off) or more", t.rotation)
@@ -351,7 +363,7 @@ def validate(cfg: Config) -> Config:
     need(s.coreset_size >= 0, "score.coreset_size", "must be >= 0 (0 = the whole bank)", s.coreset_size)
     for name, w in every_weight:
         needs = COMPONENTS[name].needs
-        if w and needs & {BANK, INPUT_BANK}:
+        if w and needs & {BANK, INPUT_BANK, LAYER_BANKS}:
             need(s.bank_size > 0, "score.bank_size",
                  f"above 0 while score.weights.{name} is above 0 (no bank, no {name})", s.bank_size)
         if w and needs & {FEATURE_GAUSSIAN, LAYER_GAUSSIANS}:

@@ -27,6 +27,7 @@ from anomgan.components import (
     FEATURE_GAUSSIAN,
     INPUT_BANK,
     INVERSION,
+    LAYER_BANKS,
     LAYER_GAUSSIANS,
     LOCATION_GAUSSIANS,
     MAP_NAMES,
@@ -100,6 +101,16 @@ class Gaussian(nn.Module):
         self.register_buffer("precision", precision)
 
 
+class LayerBank(nn.Module):
+    """One D layer's memory bank as buffers: rows (N, F_i) of pooled activations of normal-training samples and
+    scale (), their own mean k-NN distance to those rows (what ``layer_knn`` divides that layer's distance by)."""
+
+    def __init__(self, rows: torch.Tensor, scale: torch.Tensor):
+        super().__init__()
+        self.register_buffer("rows", rows)
+        self.register_buffer("scale", scale)
+
+
 def location_scale(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Column means and standard deviations of ``values`` (N, K) in float64; a column without spread keeps the
     scale 1, so its z-score is a plain difference instead of a division by zero."""
@@ -150,9 +161,9 @@ class Scorer(nn.Module):
     """G (EMA), D, E, preprocessing and fitted normal statistics; scores batches of raw samples.
 
     Buffers: ``bank`` (N, F) D features of normal-training samples; ``input_bank`` (N', D) such samples in
-    model space, flattened; ``feature_gaussian`` and ``layer_gaussians``
-    (Gaussian modules); ``calibration_x`` (N_val, ...) model-space normal-validation samples; ``weights`` (K,);
-    ``calibrations[key]`` per inversion setting. Absent statistics are ``None`` / empty.
+    model space, flattened; ``feature_gaussian`` and ``layer_gaussians`` (Gaussian modules); ``layer_banks``
+    (LayerBank modules, one per D layer); ``calibration_x`` (N_val, ...) model-space normal-validation samples;
+    ``weights`` (K,); ``calibrations[key]`` per inversion setting. Absent statistics are ``None`` / empty.
     """
 
     def __init__(self, spec: ScorerSpec):
@@ -172,6 +183,7 @@ class Scorer(nn.Module):
                                                          dtype=torch.float64))
         self.feature_gaussian: Optional[Gaussian] = None
         self.layer_gaussians = nn.ModuleList()
+        self.layer_banks = nn.ModuleList()
         self.location_gaussians = nn.ModuleList()
         self.calibrations = nn.ModuleDict()
         if spec.dtype == "float64":
@@ -193,10 +205,12 @@ class Scorer(nn.Module):
             scorer.calibration_x = torch.zeros(state["calibration_x"].shape, dtype=state["calibration_x"].dtype)
         if "feature_gaussian.mean" in state:
             scorer.feature_gaussian = Gaussian(state["feature_gaussian.mean"], state["feature_gaussian.precision"])
-        for name, cls in (("layer_gaussians", Gaussian), ("location_gaussians", LocationGaussian)):
+        for name, cls, keys in (("layer_gaussians", Gaussian, ("mean", "precision")),
+                                ("location_gaussians", LocationGaussian, ("mean", "precision")),
+                                ("layer_banks", LayerBank, ("rows", "scale"))):
             i = 0
-            while f"{name}.{i}.mean" in state:
-                getattr(scorer, name).append(cls(state[f"{name}.{i}.mean"], state[f"{name}.{i}.precision"]))
+            while f"{name}.{i}.{keys[0]}" in state:
+                getattr(scorer, name).append(cls(*(state[f"{name}.{i}.{k}"] for k in keys)))
                 i += 1
         for key in sorted({k.split(".")[1] for k in state if k.startswith("calibrations.")}):
             prefix = f"calibrations.{key}."
@@ -230,7 +244,8 @@ class Scorer(nn.Module):
         """The fitted statistics the active components need but the scorer lacks (fit_normal_statistics adds them)."""
         have = {BANK: self.bank is not None, INPUT_BANK: self.input_bank is not None,
                 FEATURE_GAUSSIAN: self.feature_gaussian is not None,
-                LAYER_GAUSSIANS: len(self.layer_gaussians) > 0, LOCATION_GAUSSIANS: len(self.location_gaussians) > 0}
+                LAYER_GAUSSIANS: len(self.layer_gaussians) > 0, LAYER_BANKS: len(self.layer_banks) > 0,
+                LOCATION_GAUSSIANS: len(self.location_gaussians) > 0}
         return sorted(n for n in self.needs if n in have and not have[n])
 
     # ------------------------------------------------------------------ one scoring pass
@@ -240,12 +255,12 @@ class Scorer(nn.Module):
         return contextlib.nullcontext()
 
     def scoring_pass(self, x: torch.Tensor, inversion: Optional[Inversion] = None) -> Pass:
-        """D pass (with the pooled layers when ``layer_maha`` is active) and, when a component needs it, the
-        inversion: ``x`` (B, ...) is a model-space batch. Only the inversion runs with gradients (on z)."""
+        """D pass (with the pooled layers when ``layer_maha`` or ``layer_knn`` is active) and, when a component needs
+        it, the inversion: ``x`` (B, ...) is a model-space batch. Only the inversion runs with gradients (on z)."""
         inv = inversion or Inversion("encoder")
         with self._autocast():
             with torch.no_grad():
-                if self.needs & {LAYER_GAUSSIANS, LOCATION_GAUSSIANS}:
+                if self.needs & {LAYER_GAUSSIANS, LAYER_BANKS, LOCATION_GAUSSIANS}:
                     d_out, f_x, layers, maps = self.discriminator.forward_with_maps(
                         x, keep_maps=LOCATION_GAUSSIANS in self.needs)
                     maps = None if maps is None else self.select_map_layers(maps)

@@ -29,7 +29,17 @@ samples):
   fitted on the run's bank, the map's top 1 % pooled by ``map_max`` (``rescore_with``, as a fresh run with
   ``score.map_weights``/``map_layers`` would build it) and added at weight W;
 - ``knn_k K``: ``feature_knn`` over the run's own coreset (``score.coreset_size`` rows) with K neighbours instead
-  of ``score.knn_k``.
+  of ``score.knn_k``; ``feature_knn cosine``: the same search with D's features and the bank scaled to unit length
+  (its own coreset), so only their direction counts.
+- ``+ layer_knn pool P W``: ``feature_knn``'s recipe on every D layer (``layer_maha``'s input, pooled P x P): per
+  layer a ``score.coreset_size``-row coreset of the bank images' activations, the mean distance to the
+  ``score.knn_k`` nearest, over that layer's mean on the calibration samples, averaged over layers; added at
+  weight W. ``layer_knn pool P for layer_maha`` puts it in ``layer_maha``'s place at its weight;
+  ``+ whitened layer_knn W`` measures the distances after whitening each layer by its Ledoit-Wolf Gaussian
+  (a nearest-neighbour Mahalanobis distance: many modes, each layer's own metric).
+
+``--levers coreset,knn_k,...`` computes only those groups of variants (default: all): ``coreset``, ``knn_k``,
+``layer_maha``, ``input_knn``, ``map_max``, ``layer_knn``.
 
 ``--shipped-only`` skips the variants: the val and test ROC-AUC of runs trained with another config.
 ``--weights "LABEL:comp=w,comp=w"`` (repeatable) adds a variant that recombines the run's own components with
@@ -128,48 +138,98 @@ def finished_runs(args) -> Iterator[tuple[dict, Path]]:
         yield case, case_run_dir(runs, case["protocol"], case["normal_classes"], case["seed"])
 
 
-def lever_variants(det: AnoGAN, ds, sp, sets: dict, comps: dict, weights: dict) -> dict:
+LAYER_KNN_POOLS = (2, 4)
+LAYER_KNN_WEIGHTS = (2.5, 5.0, 7.5, 10.0)
+LEVER_GROUPS = ("coreset", "knn_k", "layer_maha", "input_knn", "map_max", "layer_knn")
+
+
+@torch.no_grad()
+def layer_knn(trunk, xb: torch.Tensor, xs: dict, pool: int, size: int, k: int, whiten: bool = False) -> dict:
+    """Per trunk layer (pooled ``pool`` x ``pool``): the mean distance to the ``k`` nearest rows of a ``size``-row
+    coreset of ``xb``'s activations, over its mean on ``xs["calib"]``, averaged over layers; for each set of ``xs``.
+    ``whiten``: distances after whitening each layer by its Ledoit-Wolf Gaussian of ``xb``."""
+    banks = batched(lambda t: trunk_layers(trunk, t, pool), xb)
+    per_set = {name: batched(lambda t: trunk_layers(trunk, t, pool), x) for name, x in xs.items()}
+    out = {name: 0.0 for name in xs}
+    for i, bank in enumerate(banks):
+        mean, chol = torch.zeros(bank.shape[1]), torch.eye(bank.shape[1])
+        if whiten:  # precision = L L^T, so |(h - mean) L| is h's Mahalanobis distance
+            mean, precision = fit_gaussian(bank)
+            chol = torch.linalg.cholesky(precision.double()).float()
+        rows = (bank - mean) @ chol
+        rows = rows[coreset_indices(rows, size)]
+        d = {name: knn_distance((layers[i] - mean) @ chol, rows, k).double() for name, layers in per_set.items()}
+        for name in xs:
+            out[name] = out[name] + d[name] / d["calib"].mean() / len(banks)
+    return {name: v.numpy() for name, v in out.items()}
+
+
+def lever_variants(det: AnoGAN, ds, sp, sets: dict, comps: dict, weights: dict, groups=LEVER_GROUPS) -> dict:
     """``{variant: (component values per set, weights)}`` for ``shipped`` (``comps``, the run's own component values
-    per set, and ``weights``) and every lever above on one finished run, each changing one part of them."""
+    per set, and ``weights``) and every lever of ``groups`` above on one finished run, each changing one part of
+    them."""
     scorer, pre = det.scorer_, det.preprocessor_
     xm = {k: pre.transform(x) for k, (x, _) in sets.items()}
     with torch.no_grad():
         feats = {k: batched(scorer.discriminator.features, x) for k, x in xm.items()}
     variants = {"shipped": (comps, weights)}
-    bank = scorer.bank
-    for label, idx in ([(f"coreset {n}", coreset_indices(bank, n)) for n in CORESETS if n < len(bank)]
-                       + [(f"random {n}", bank_indices(len(bank), n, 0)) for n in RANDOM if n < len(bank)]):
-        sub = bank[idx]
-        knn = {k: knn_distance(f, sub, scorer.spec.knn_k).double().numpy() for k, f in feats.items()}
-        variants[label] = ({k: {**v, "feature_knn": knn[k]} for k, v in comps.items()}, weights)
-    sub = bank[coreset_indices(bank, det.config_.score.coreset_size)]
-    for n_neighbours in KNN_K:
-        knn = {k: knn_distance(f, sub, n_neighbours).double().numpy() for k, f in feats.items()}
-        variants[f"knn_k {n_neighbours}"] = ({k: {**v, "feature_knn": knn[k]} for k, v in comps.items()}, weights)
+    bank, size, k_nn = scorer.bank, det.config_.score.coreset_size, scorer.spec.knn_k
+
+    def with_component(name: str, values: dict) -> dict:  # the run's components, one of them new or replaced
+        return {k: {**v, name: values[k]} for k, v in comps.items()}
+
+    if "coreset" in groups:
+        for label, idx in ([(f"coreset {n}", coreset_indices(bank, n)) for n in CORESETS if n < len(bank)]
+                           + [(f"random {n}", bank_indices(len(bank), n, 0)) for n in RANDOM if n < len(bank)]):
+            knn = {k: knn_distance(f, bank[idx], k_nn).double().numpy() for k, f in feats.items()}
+            variants[label] = (with_component("feature_knn", knn), weights)
+    if "knn_k" in groups:
+        sub = bank[coreset_indices(bank, size)]
+        for n_neighbours in KNN_K:
+            knn = {k: knn_distance(f, sub, n_neighbours).double().numpy() for k, f in feats.items()}
+            variants[f"knn_k {n_neighbours}"] = (with_component("feature_knn", knn), weights)
+        unit = torch.nn.functional.normalize(bank, dim=1)  # the angle only: each row scaled to length 1
+        unit = unit[coreset_indices(unit, size)]
+        knn = {k: knn_distance(torch.nn.functional.normalize(f, dim=1), unit, k_nn).double().numpy()
+               for k, f in feats.items()}
+        variants["feature_knn cosine"] = (with_component("feature_knn", knn), weights)
     xb = pre.transform(ds.x[sp.train[bank_indices(len(sp.train), det.config_.score.bank_size,
                                                   det.config_.train.seed).numpy()]])
-    for name, trunk, pool in (("encoder_layer_maha", scorer.encoder.trunk, 2),
-                              ("layer_maha_pool4", scorer.discriminator.trunk, 4)):
-        extra = layer_maha(trunk, xb, xm, pool)
-        variants[f"+ {name}"] = ({k: {**v, name: extra[k]} for k, v in comps.items()},
-                                 {**weights, name: weights["layer_maha"]})
-    flat = xb.flatten(1)  # input_knn as the library builds it: the bank samples in model space, own coreset
-    inputs = flat[coreset_indices(flat, det.config_.score.coreset_size)]
-    knn = {k: knn_distance(x.flatten(1), inputs, scorer.spec.knn_k).double().numpy() for k, x in xm.items()}
-    for w in INPUT_KNN_WEIGHTS:
-        variants[f"+ input_knn {w:g}"] = ({k: {**v, "input_knn": knn[k]} for k, v in comps.items()},
-                                          {**weights, "input_knn": w})
-    for layer in MAP_LAYERS:  # per-location D statistics (the real-image map), pooled by map_max
-        mcfg = copy.deepcopy(det.config_)
-        mcfg.score.map_weights, mcfg.score.map_layers = {"layer_maha_map": 1.0}, [layer]
-        shipped_scorer = det.scorer_
-        det.scorer_ = rescore_with(shipped_scorer, mcfg, ds.x[sp.train], ds.x[sp.val], ("map_max",))
-        top = {k: np.asarray(det.score_components(x, "encoder")["map_max"], dtype=np.float64)
-               for k, (x, _) in sets.items()}
-        det.scorer_ = shipped_scorer
-        for w in MAP_MAX_WEIGHTS:
-            variants[f"+ map_max layer {layer} {w:g}"] = (
-                {k: {**v, "map_max": top[k]} for k, v in comps.items()}, {**weights, "map_max": w})
+    if "layer_maha" in groups:
+        for name, trunk, pool in (("encoder_layer_maha", scorer.encoder.trunk, 2),
+                                  ("layer_maha_pool4", scorer.discriminator.trunk, 4)):
+            extra = layer_maha(trunk, xb, xm, pool)
+            variants[f"+ {name}"] = (with_component(name, extra), {**weights, name: weights["layer_maha"]})
+    if "input_knn" in groups:
+        flat = xb.flatten(1)  # input_knn as the library builds it: the bank samples in model space, own coreset
+        inputs = flat[coreset_indices(flat, size)]
+        knn = {k: knn_distance(x.flatten(1), inputs, k_nn).double().numpy() for k, x in xm.items()}
+        for w in INPUT_KNN_WEIGHTS:
+            variants[f"+ input_knn {w:g}"] = (with_component("input_knn", knn), {**weights, "input_knn": w})
+    if "map_max" in groups:
+        for layer in MAP_LAYERS:  # per-location D statistics (the real-image map), pooled by map_max
+            mcfg = copy.deepcopy(det.config_)
+            mcfg.score.map_weights, mcfg.score.map_layers = {"layer_maha_map": 1.0}, [layer]
+            shipped_scorer = det.scorer_
+            det.scorer_ = rescore_with(shipped_scorer, mcfg, ds.x[sp.train], ds.x[sp.val], ("map_max",))
+            top = {k: np.asarray(det.score_components(x, "encoder")["map_max"], dtype=np.float64)
+                   for k, (x, _) in sets.items()}
+            det.scorer_ = shipped_scorer
+            for w in MAP_MAX_WEIGHTS:
+                variants[f"+ map_max layer {layer} {w:g}"] = (with_component("map_max", top), {**weights, "map_max": w})
+    if "layer_knn" in groups:
+        trunk = scorer.discriminator.trunk
+        for pool in LAYER_KNN_POOLS:
+            extra = layer_knn(trunk, xb, xm, pool, size, k_nn)
+            for w in LAYER_KNN_WEIGHTS:
+                variants[f"+ layer_knn pool {pool} {w:g}"] = (with_component("layer_knn", extra),
+                                                              {**weights, "layer_knn": w})
+            swapped = {c: w for c, w in weights.items() if c != "layer_maha"}
+            variants[f"layer_knn pool {pool} for layer_maha"] = (with_component("layer_knn", extra),
+                                                                  {**swapped, "layer_knn": weights["layer_maha"]})
+        extra = layer_knn(trunk, xb, xm, 2, size, k_nn, whiten=True)
+        for w in LAYER_KNN_WEIGHTS:
+            variants[f"+ whitened layer_knn {w:g}"] = (with_component("layer_knn", extra), {**weights, "layer_knn": w})
     no_f = {c: w for c, w in weights.items() if c != "feature_residual"}
     for label in [v for v in ("shipped", "coreset 512") if v in variants]:
         variants[f"{label} - feature_residual"] = (variants[label][0], no_f)
@@ -180,6 +240,8 @@ def main() -> None:
     ap = case_arguments(__doc__)
     ap.add_argument("--values", type=Path, default=None, help="folder for each case's component values (.npz)")
     ap.add_argument("--shipped-only", action="store_true", help="only the run's own score (val and test), no levers")
+    ap.add_argument("--levers", default=",".join(LEVER_GROUPS),
+                    help=f"only these groups of variants, comma-separated (default: all of {', '.join(LEVER_GROUPS)})")
     ap.add_argument("--weights", action="append", default=[], metavar="LABEL:COMP=W,...",
                     help="a variant with these component weights instead of the shipped ones (repeatable)")
     args = ap.parse_args()
@@ -201,7 +263,7 @@ def main() -> None:
                     for k, v in values.items()}
 
         variants = ({"shipped": (comps, weights)} if args.shipped_only
-                    else lever_variants(det, ds, sp, sets, comps, weights))
+                    else lever_variants(det, ds, sp, sets, comps, weights, args.levers.split(",")))
         for spec in args.weights:
             label, _, pairs = spec.partition(":")
             changed = {c: float(w) for c, w in (pair.split("=") for pair in pairs.split(","))}

@@ -96,13 +96,14 @@ def test_score_cli_gives_the_same_table_from_either_backend(digits_onnx, trained
 def test_tabular_export_takes_raw_features(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(5.0, 3.0, size=(300, 6)).astype(np.float32)  # raw, unscaled: the graph standardises
-    weights = {"d_score": 0.5, "residual": 1.0, "feature_knn": 5.0, "layer_maha": 10.0, "input_knn": 5.0}
+    weights = {"d_score": 0.5, "residual": 1.0, "feature_knn": 5.0, "layer_maha": 10.0, "layer_knn": 5.0,
+               "input_knn": 5.0}
     det = AnoGAN(epochs=3, encoder_epochs=2, width=16, z_dim=4, weights=weights, random_state=0,
                  device="cpu").fit(x)
     det.save(tmp_path / "run")
     res = export_run(tmp_path / "run", tmp_path / "t.onnx")
     exported = OnnxDetector(tmp_path / "t.onnx")
-    assert "input_knn" in next(exported.iter_scores([x[:4]]))  # the data's bank too
+    assert {"input_knn", "layer_knn"} <= set(next(exported.iter_scores([x[:4]])))  # the data's and the layers' banks
     assert res["max_score_diff"] <= res["score_bound"]
     test = np.vstack([x[:20], x[:20] + 12.0])
     got = exported.anomaly_score(test)
@@ -189,7 +190,8 @@ def test_parquet_tables_in_and_out(tmp_path):
 def test_critic_encoder_export_agrees_and_runs_one_trunk_less(digits, tmp_path):
     import onnx
 
-    weights = {"d_score": 0.5, "residual": 1.0, "feature_knn": 5.0, "layer_maha": 10.0}  # no pass on G(E(x))
+    weights = {"d_score": 0.5, "residual": 1.0, "feature_knn": 5.0, "layer_maha": 10.0,  # the MNIST config's:
+               "layer_knn": 5.0}  # no pass on G(E(x))
     convs = {}
     for trunk in ("own", "critic"):
         cfg = tiny_config(train__epochs=1, encoder__epochs=1, model__encoder_trunk=trunk, score__weights=weights)

@@ -305,6 +305,34 @@ def test_layer_maha_is_kept_in_the_run_and_tells_normal_from_noise(det, trained_
     assert np.isfinite(normal).all() and normal.min() >= 0 and np.median(noise) > 3 * np.median(normal)
 
 
+def test_layer_knn_keeps_a_coreset_per_layer_and_tells_normal_from_noise(det, tmp_path):
+    import copy
+
+    from anomgan.training.fit import rescore_with
+
+    cfg = copy.deepcopy(det.config_)
+    cfg.score.weights = {**cfg.score.weights, "layer_knn": 5.0}
+    cfg.score.coreset_size = 24
+    x = _train_x(det)
+    scorer = rescore_with(det.scorer_, cfg, x[:60], x[60:])
+    layers = det.scorer_.discriminator.forward_with_layers(_model_space(det, x[:60]))[2]
+    assert len(scorer.layer_banks) == len(layers) >= 2
+    for bank, acts in zip(scorer.layer_banks, layers):
+        assert bank.rows.shape == (24, acts.shape[1])  # each layer's own coreset of the 60 bank samples
+        found = {tuple(r.tolist()) for r in acts.float()}
+        assert all(tuple(r.tolist()) in found for r in bank.rows.float())
+        assert bank.scale > 0
+    # a bank sample sits on its layer's scale; noise lies far from every layer's normal activations
+    normal = scorer.score(_model_space(det, x[60:100]), Inversion("encoder"))["layer_knn"]
+    noise = scorer.score(_model_space(det, np.random.default_rng(0).random((40, 1, 8, 8)).astype(np.float32)),
+                         Inversion("encoder"))["layer_knn"]
+    assert torch.isfinite(normal).all() and torch.median(noise) > 2 * torch.median(normal)
+    again = Scorer.from_saved(scorer.saved())  # the banks travel with the run's state
+    assert len(again.layer_banks) == len(scorer.layer_banks) and again.missing_statistics() == []
+    assert torch.equal(again.score(_model_space(det, x[60:70]), Inversion("encoder"))["layer_knn"],
+                       scorer.score(_model_space(det, x[60:70]), Inversion("encoder"))["layer_knn"])
+
+
 def test_refitting_the_statistics_drops_stale_calibrations(det, trained_run, digits):
     fresh = AnoGAN.load(trained_run, device="cpu").scorer_
     assert fresh.missing_statistics() == []

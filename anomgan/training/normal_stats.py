@@ -1,5 +1,6 @@
 """Fitting the scorer's normal statistics from normal data: the memory bank, its Gaussian, the per-layer
-Gaussians (all from up to ``bank_size`` normal-training samples) and the calibration on normal-validation samples.
+Gaussians and banks (all from up to ``bank_size`` normal-training samples) and the calibration on normal-validation
+samples.
 
 Only the statistics that the scorer's active components need are fitted (a component weighing 0 costs nothing).
 """
@@ -8,8 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from anomgan.components import BANK, FEATURE_GAUSSIAN, INPUT_BANK, LAYER_GAUSSIANS, LOCATION_GAUSSIANS
-from anomgan.model import Gaussian, Inversion, LocationGaussian, Scorer
+from anomgan.components import BANK, FEATURE_GAUSSIAN, INPUT_BANK, LAYER_BANKS, LAYER_GAUSSIANS, LOCATION_GAUSSIANS
+from anomgan.model import Gaussian, Inversion, LayerBank, LocationGaussian, Scorer
+from anomgan.scoring.memory import knn_distance
 
 
 def bank_indices(n: int, size: int, seed: int) -> torch.Tensor:
@@ -66,12 +68,14 @@ def fit_normal_statistics(scorer: Scorer, x_train: torch.Tensor, bank_size: int,
     """Fit, from up to ``bank_size`` model-space normal-training samples (a seeded subset), the statistics the
     scorer's components need; the previous ones and every calibration are dropped. ``coreset_size`` > 0 keeps
     only that many of the bank's rows (``coreset_indices``) for the bank components; the Gaussians see them all.
-    ``input_knn``'s bank holds the same samples in model space, reduced by its own coreset in that space."""
+    ``input_knn``'s bank holds the same samples in model space, and each of ``layer_knn``'s D-layer banks their
+    pooled activations in that layer, each reduced by its own coreset in its space."""
     scorer.bank, scorer.input_bank, scorer.feature_gaussian = None, None, None
     scorer.layer_gaussians = torch.nn.ModuleList()
+    scorer.layer_banks = torch.nn.ModuleList()
     scorer.location_gaussians = torch.nn.ModuleList()
     scorer.calibrations = torch.nn.ModuleDict()
-    want = scorer.needs & {BANK, INPUT_BANK, FEATURE_GAUSSIAN, LAYER_GAUSSIANS, LOCATION_GAUSSIANS}
+    want = scorer.needs & {BANK, INPUT_BANK, FEATURE_GAUSSIAN, LAYER_GAUSSIANS, LAYER_BANKS, LOCATION_GAUSSIANS}
     if not want or bank_size == 0:
         return scorer
     idx = bank_indices(len(x_train), bank_size, seed)
@@ -99,10 +103,21 @@ def fit_normal_statistics(scorer: Scorer, x_train: torch.Tensor, bank_size: int,
     if LAYER_GAUSSIANS in want and len(bank) >= 2:
         for layer in zip(*layer_parts):
             scorer.layer_gaussians.append(Gaussian(*(t.to(scorer.dtype) for t in fit_gaussian(torch.cat(layer)))))
+    if LAYER_BANKS in want:
+        for layer in zip(*layer_parts):
+            scorer.layer_banks.append(layer_bank(torch.cat(layer), coreset_size, scorer.spec.knn_k, scorer.dtype))
     for layer in zip(*location_acts):
         scorer.location_gaussians.append(LocationGaussian(*(t.to(scorer.device, scorer.dtype)
                                                             for t in fit_location_gaussian(torch.cat(layer)))))
     return scorer
+
+
+def layer_bank(acts: torch.Tensor, coreset_size: int, k: int, dtype: torch.dtype) -> LayerBank:
+    """``layer_knn``'s bank of one D layer from the bank samples' pooled activations ``acts`` (N, F_i): their coreset
+    and, as the layer's scale, the samples' mean distance to their ``k`` nearest coreset rows (1 if that is 0)."""
+    rows = acts[coreset_indices(acts, coreset_size).to(acts.device)].to(dtype)
+    scale = knn_distance(acts.to(dtype), rows, k).mean()
+    return LayerBank(rows, torch.where(scale > 0, scale, torch.ones_like(scale)))
 
 
 def ledoit_wolf_shrinkage_batched(xc: torch.Tensor) -> torch.Tensor:
