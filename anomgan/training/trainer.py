@@ -9,7 +9,6 @@ DistributedDataParallel; the caller saves from rank 0 only.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional, TypeVar
@@ -273,8 +272,7 @@ class Trainer:
                 d_step = self.state.step * t.n_critic + k  # global D step: resumes where it stopped
                 if t.loss == "wgan-gp" and t.gp_weight > 0 and d_step % t.gp_every == 0:
                     # lazy regularisation (Karras et al. 2020): same expected penalty at 1/gp_every of the cost
-                    n = max(1, math.ceil(t.gp_fraction * b))  # the first n pairs: batches and fakes are random
-                    gp = losses.gradient_penalty(D, real[:n], fake[:n].float(), self.rng)
+                    gp = losses.gradient_penalty(D, real, fake.float(), self.rng)
                     d_loss = d_loss + t.gp_weight * t.gp_every * gp
                 self._check_finite(epoch, i, d_loss=d_loss)
                 self.opt_d.zero_grad(set_to_none=True)
