@@ -130,7 +130,7 @@ class ScoreConfig:
     # input_knn: distance to the k nearest of those samples in model space itself (no network);
     # layer_knn: feature_knn's distance on layer_maha's pooled layers, one bank (coreset) per layer
     weights: Optional[dict] = None  # component -> weight; None (unset): DEFAULT_WEIGHTS of the data's kind
-    knn_k: int = 5  # neighbours averaged by feature_knn and input_knn
+    knn_k: int = 5  # neighbours averaged by feature_knn, input_knn and layer_knn
     # anomaly maps (images): map component -> weight in the per-pixel anomaly_map (empty = no maps); the image
     # score reads the map through the map_max component (score.weights.map_max)
     map_weights: dict = field(default_factory=dict)
