@@ -305,7 +305,7 @@ def test_layer_maha_is_kept_in_the_run_and_tells_normal_from_noise(det, trained_
     assert np.isfinite(normal).all() and normal.min() >= 0 and np.median(noise) > 3 * np.median(normal)
 
 
-def test_layer_knn_keeps_a_coreset_per_layer_and_tells_normal_from_noise(det, tmp_path):
+def test_layer_knn_keeps_a_coreset_per_layer_and_tells_normal_from_noise(det):
     import copy
 
     from anomgan.training.fit import rescore_with
@@ -322,7 +322,7 @@ def test_layer_knn_keeps_a_coreset_per_layer_and_tells_normal_from_noise(det, tm
         found = {tuple(r.tolist()) for r in acts.float()}
         assert all(tuple(r.tolist()) in found for r in bank.rows.float())
         assert bank.scale > 0
-    # a bank sample sits on its layer's scale; noise lies far from every layer's normal activations
+    # held-out normal images lie near each layer's bank; noise lies far from every layer's normal activations
     normal = scorer.score(_model_space(det, x[60:100]), Inversion("encoder"))["layer_knn"]
     noise = scorer.score(_model_space(det, np.random.default_rng(0).random((40, 1, 8, 8)).astype(np.float32)),
                          Inversion("encoder"))["layer_knn"]

@@ -100,12 +100,12 @@ def fit_normal_statistics(scorer: Scorer, x_train: torch.Tensor, bank_size: int,
         scorer.bank = bank[coreset_indices(bank, coreset_size)].to(scorer.dtype)
     if FEATURE_GAUSSIAN in want and len(bank) >= 2:
         scorer.feature_gaussian = Gaussian(*(t.to(scorer.dtype) for t in fit_gaussian(bank)))
-    if LAYER_GAUSSIANS in want and len(bank) >= 2:
-        for layer in zip(*layer_parts):
-            scorer.layer_gaussians.append(Gaussian(*(t.to(scorer.dtype) for t in fit_gaussian(torch.cat(layer)))))
-    if LAYER_BANKS in want:
-        for layer in zip(*layer_parts):
-            scorer.layer_banks.append(layer_bank(torch.cat(layer), coreset_size, scorer.spec.knn_k, scorer.dtype))
+    for layer in zip(*layer_parts):  # each layer's activations of the bank samples, gathered once for both
+        acts = torch.cat(layer)
+        if LAYER_GAUSSIANS in want and len(bank) >= 2:
+            scorer.layer_gaussians.append(Gaussian(*(t.to(scorer.dtype) for t in fit_gaussian(acts))))
+        if LAYER_BANKS in want:
+            scorer.layer_banks.append(layer_bank(acts, coreset_size, scorer.spec.knn_k, scorer.dtype))
     for layer in zip(*location_acts):
         scorer.location_gaussians.append(LocationGaussian(*(t.to(scorer.device, scorer.dtype)
                                                             for t in fit_location_gaussian(torch.cat(layer)))))
