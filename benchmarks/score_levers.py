@@ -41,6 +41,9 @@ samples):
 ``--levers coreset,knn_k,...`` computes only those groups of variants (default: all): ``coreset``, ``knn_k``,
 ``layer_maha``, ``input_knn``, ``map_max``, ``layer_knn``.
 
+``--set KEY=VALUE`` (repeatable) first gives each run's networks a scorer with those score settings
+(``rescore_with``: bank, Gaussians and calibration refitted from the run's own splits, as a fresh run with them
+would build it): the levers are then measured on top of that score, e.g. a newer shipped one.
 ``--shipped-only`` skips the variants: the val and test ROC-AUC of runs trained with another config.
 ``--weights "LABEL:comp=w,comp=w"`` (repeatable) adds a variant that recombines the run's own components with
 these weights in place of the shipped ones (a component left out keeps its shipped weight; weight 0 drops it).
@@ -63,6 +66,7 @@ from sklearn.metrics import roc_auc_score
 
 from anomgan import AnoGAN
 from anomgan.benchmark import case_run_dir, default_runs_dir, read_cases
+from anomgan.config import build_config
 from anomgan.runs import run_data
 from anomgan.scoring.memory import knn_distance, mahalanobis_sq
 from anomgan.training.fit import MAX_CALIBRATION, rescore_with
@@ -239,6 +243,8 @@ def lever_variants(det: AnoGAN, ds, sp, sets: dict, comps: dict, weights: dict, 
 def main() -> None:
     ap = case_arguments(__doc__)
     ap.add_argument("--values", type=Path, default=None, help="folder for each case's component values (.npz)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="score settings to refit each run's scorer with before anything is measured (repeatable)")
     ap.add_argument("--shipped-only", action="store_true", help="only the run's own score (val and test), no levers")
     ap.add_argument("--levers", default=",".join(LEVER_GROUPS),
                     help=f"only these groups of variants, comma-separated (default: all of {', '.join(LEVER_GROUPS)})")
@@ -248,8 +254,11 @@ def main() -> None:
     rows = []
     for case, run in finished_runs(args):
         det = AnoGAN.load(run, device="cpu")
-        scorer = det.scorer_
         ds, sp = run_data(det, args.data_root)
+        if args.set:
+            det.config_ = build_config(base=det.config_.to_dict(), overrides=args.set)
+            det.scorer_ = rescore_with(det.scorer_, det.config_, ds.x[sp.train], ds.x[sp.val])
+        scorer = det.scorer_
         sets = decision_sets(ds, sp, args.n_anomalies)
         start = time.perf_counter()
         res = {k: det.score_components(x, "encoder") for k, (x, _) in sets.items()}

@@ -1,7 +1,7 @@
 """Where encoder-path scoring spends its time, stage by stage, on one run (the first step of issue 20's speed goal).
 
     python benchmarks/score_profile.py --run runs/m3 --data-root ../shared/data --n 20000 \
-        --out reports/benchmarks/score_profile.csv
+        [--set "score.weights={...}"] --out reports/benchmarks/score_profile.csv
 
 Scores ``--n`` inputs of the run's data in batches of ``--batch-size`` through the scorer's own stages, timing
 each over all batches (median of ``--repeats`` passes): preprocessing, D's pass (with the pooled layers), the
@@ -24,7 +24,9 @@ from common import timed  # this script's folder is on sys.path
 
 from anomgan import AnoGAN, Inversion
 from anomgan.components import COMPONENTS
+from anomgan.config import build_config
 from anomgan.runs import run_data
+from anomgan.training.fit import rescore_with
 
 
 def main() -> None:
@@ -34,11 +36,17 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="score settings to refit the run's scorer with first (rescore_with), repeatable")
     ap.add_argument("--out", type=Path, default=Path("reports/benchmarks/score_profile.csv"))
     args = ap.parse_args()
     det = AnoGAN.load(args.run, device="cpu")
+    ds, split = run_data(det, args.data_root)
+    if args.set:
+        cfg = build_config(base=det.config_.to_dict(), overrides=args.set)
+        det.scorer_ = rescore_with(det.scorer_, cfg, ds.x[split.train], ds.x[split.val])
     scorer = det.scorer_
-    x = run_data(det, args.data_root)[0].x[: args.n]
+    x = ds.x[: args.n]
     batches = [torch.from_numpy(np.ascontiguousarray(x[i:i + args.batch_size]))
                for i in range(0, len(x), args.batch_size)]
     inv = Inversion("encoder")
