@@ -30,13 +30,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torchvision
-from common import machine_label  # this script's folder is on sys.path
+from common import machine_label, refit_score  # this script's folder is on sys.path
 
 from anomgan import AnoGAN
-from anomgan.config import build_config
 from anomgan.export import export_run
 from anomgan.runs import run_data
-from anomgan.training.fit import rescore_with
 
 
 def timed_cli(run: Path, data: Path, out: Path) -> float:
@@ -78,9 +76,7 @@ def main() -> None:
             if settings:
                 det = AnoGAN.load(source, device="cpu")
                 ds, sp = run_data(det, args.data_root)
-                cfg = build_config(base=det.config_.to_dict(), overrides=settings.split(";"))
-                det.scorer_ = rescore_with(det.scorer_, cfg, ds.x[sp.train], ds.x[sp.val])
-                det.config_ = cfg
+                refit_score(det, ds, sp, settings.split(";"))
                 run = tmp / stem
                 det.save(run)
             targets.append((label, name, settings, "torch", run))

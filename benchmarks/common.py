@@ -1,4 +1,5 @@
-"""Helpers the benchmark scripts share: timing and the machine label their CSVs carry."""
+"""Helpers the benchmark scripts share: timing, the machine label their CSVs carry, a run refitted with other score
+settings."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import time
 
 import numpy as np
 import torch
+
+from anomgan.config import build_config
+from anomgan.training.fit import rescore_with
 
 
 def timed(fn, repeats: int) -> float:
@@ -22,3 +26,11 @@ def timed(fn, repeats: int) -> float:
 def machine_label() -> str:
     """Architecture, torch's thread count and version: what a CPU timing was measured on."""
     return f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def refit_score(det, ds, split, overrides: list) -> None:
+    """Give the loaded run ``det`` a config with the score settings ``overrides`` (KEY=VALUE) and a scorer of its
+    networks built with them (``rescore_with``: bank, Gaussians and calibration from the run's own ``split`` of
+    ``ds``), as a fresh run with those settings would build it."""
+    det.config_ = build_config(base=det.config_.to_dict(), overrides=list(overrides))
+    det.scorer_ = rescore_with(det.scorer_, det.config_, ds.x[split.train], ds.x[split.val])

@@ -61,12 +61,11 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 import torch
-from common import machine_label  # this script's folder is on sys.path
+from common import machine_label, refit_score  # this script's folder is on sys.path
 from sklearn.metrics import roc_auc_score
 
 from anomgan import AnoGAN
 from anomgan.benchmark import case_run_dir, default_runs_dir, read_cases
-from anomgan.config import build_config
 from anomgan.runs import run_data
 from anomgan.scoring.memory import knn_distance, mahalanobis_sq
 from anomgan.training.fit import MAX_CALIBRATION, rescore_with
@@ -256,8 +255,7 @@ def main() -> None:
         det = AnoGAN.load(run, device="cpu")
         ds, sp = run_data(det, args.data_root)
         if args.set:
-            det.config_ = build_config(base=det.config_.to_dict(), overrides=args.set)
-            det.scorer_ = rescore_with(det.scorer_, det.config_, ds.x[sp.train], ds.x[sp.val])
+            refit_score(det, ds, sp, args.set)
         scorer = det.scorer_
         sets = decision_sets(ds, sp, args.n_anomalies)
         start = time.perf_counter()

@@ -20,13 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from common import timed  # this script's folder is on sys.path
+from common import refit_score, timed  # this script's folder is on sys.path
 
 from anomgan import AnoGAN, Inversion
 from anomgan.components import COMPONENTS
-from anomgan.config import build_config
 from anomgan.runs import run_data
-from anomgan.training.fit import rescore_with
 
 
 def main() -> None:
@@ -43,8 +41,7 @@ def main() -> None:
     det = AnoGAN.load(args.run, device="cpu")
     ds, split = run_data(det, args.data_root)
     if args.set:
-        cfg = build_config(base=det.config_.to_dict(), overrides=args.set)
-        det.scorer_ = rescore_with(det.scorer_, cfg, ds.x[split.train], ds.x[split.val])
+        refit_score(det, ds, split, args.set)
     scorer = det.scorer_
     x = ds.x[: args.n]
     batches = [torch.from_numpy(np.ascontiguousarray(x[i:i + args.batch_size]))
