@@ -146,6 +146,14 @@ LAYER_KNN_WEIGHTS = (2.5, 5.0, 7.5, 10.0)
 LEVER_GROUPS = ("coreset", "knn_k", "layer_maha", "input_knn", "map_max", "layer_knn")
 
 
+def whitener(bank: torch.Tensor):
+    """``h -> (h - mean) L`` for ``bank``'s Ledoit-Wolf Gaussian (precision = L L^T): its length is h's
+    Mahalanobis distance."""
+    mean, precision = fit_gaussian(bank)
+    chol = torch.linalg.cholesky(precision.double()).float()
+    return lambda h: (h - mean) @ chol
+
+
 @torch.no_grad()
 def layer_knn(trunk, xb: torch.Tensor, xs: dict, pool: int, size: int, k: int, whiten: bool = False) -> dict:
     """Per trunk layer (pooled ``pool`` x ``pool``): the mean distance to the ``k`` nearest rows of a ``size``-row
@@ -155,13 +163,10 @@ def layer_knn(trunk, xb: torch.Tensor, xs: dict, pool: int, size: int, k: int, w
     per_set = {name: batched(lambda t: trunk_layers(trunk, t, pool), x) for name, x in xs.items()}
     out = {name: 0.0 for name in xs}
     for i, bank in enumerate(banks):
-        mean, chol = torch.zeros(bank.shape[1]), torch.eye(bank.shape[1])
-        if whiten:  # precision = L L^T, so |(h - mean) L| is h's Mahalanobis distance
-            mean, precision = fit_gaussian(bank)
-            chol = torch.linalg.cholesky(precision.double()).float()
-        rows = (bank - mean) @ chol
+        project = whitener(bank) if whiten else torch.nn.Identity()
+        rows = project(bank)
         rows = rows[coreset_indices(rows, size)]
-        d = {name: knn_distance((layers[i] - mean) @ chol, rows, k).double() for name, layers in per_set.items()}
+        d = {name: knn_distance(project(layers[i]), rows, k).double() for name, layers in per_set.items()}
         for name in xs:
             out[name] = out[name] + d[name] / d["calib"].mean() / len(banks)
     return {name: v.numpy() for name, v in out.items()}
