@@ -1,10 +1,11 @@
 """Helpers the benchmark scripts share: timing, the machine label their CSVs carry, a run refitted with other score
-settings."""
+settings, the ``calibrated`` combination of component values, and the file those values are saved in."""
 
 from __future__ import annotations
 
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,3 +35,47 @@ def refit_score(det, ds, split, overrides: list) -> None:
     ``ds``), as a fresh run with those settings would build it."""
     det.config_ = build_config(base=det.config_.to_dict(), overrides=list(overrides))
     det.scorer_ = rescore_with(det.scorer_, det.config_, ds.x[split.train], ds.x[split.val])
+
+
+def calibration_scale(v: float) -> float:
+    """A standardiser's scale, 1 where the calibration values do not spread."""
+    return float(v) if v > 1e-12 else 1.0
+
+
+def mean_std(calib: np.ndarray) -> tuple[float, float]:
+    """The ``calibrated`` combination's location and scale of one component: mean and std of its calib values."""
+    return calib.mean(), calibration_scale(calib.std())
+
+
+def combine(values: dict, weights: dict, standardise=mean_std) -> dict:
+    """The weighted mean of each component standardised by ``standardise`` of its ``values["calib"]``, for every
+    set of ``values`` (``{set: {component: array}}``). With ``mean_std`` this is the scorer's ``calibrated``
+    combination, its ``anomaly_score``."""
+    out: dict = {}
+    for c, w in weights.items():
+        loc, scale = standardise(values["calib"][c])
+        for name, per_set in values.items():
+            out[name] = out.get(name, 0.0) + w * (per_set[c] - loc) / scale
+    total = sum(weights.values())
+    return {name: v / total for name, v in out.items()}
+
+
+def save_values(path: Path, values: dict, targets: dict) -> None:
+    """One run's component values per set and each labelled set's targets, as ``<set>.<component>`` and
+    ``<set>.target`` arrays of one ``.npz`` (``score_levers.py --values``)."""
+    np.savez(path, **{f"{k}.{c}": v for k, vals in values.items() for c, v in vals.items()},
+             **{f"{k}.target": y for k, y in targets.items() if y is not None})
+
+
+def read_values(path: Path) -> tuple[dict, dict]:
+    """``save_values``' file back: (``{set: {component: float64 array}}``, ``{set: targets}``)."""
+    z = np.load(path)
+    values: dict = {}
+    targets = {}
+    for key in z.files:
+        name, _, c = key.partition(".")
+        if c == "target":
+            targets[name] = z[key]
+        else:
+            values.setdefault(name, {})[c] = z[key].astype(np.float64)
+    return values, targets

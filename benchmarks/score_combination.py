@@ -27,67 +27,37 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from common import calibration_scale, combine, mean_std, read_values  # this script's folder is on sys.path
 from sklearn.metrics import roc_auc_score
 
 from anomgan.io import atomic_path
 
-SETS = ("calib", "val", "test")
 SIGNED = {"d_score"}  # components that may be negative: never log-transformed
 
 
-def _scale(v: np.ndarray) -> float:
-    return float(v) if v > 1e-12 else 1.0
+def median_mad(calib: np.ndarray) -> tuple[float, float]:
+    med = np.median(calib)
+    return med, calibration_scale(1.4826 * np.median(np.abs(calib - med)))
 
 
-def standardisers() -> dict:
-    """``{name: f(calib values) -> (location, scale)}``."""
-    def mean_std(c):
-        return c.mean(), _scale(c.std())
-
-    def median_mad(c):
-        med = np.median(c)
-        return med, _scale(1.4826 * np.median(np.abs(c - med)))
-
-    def upper_half(c):
-        top = c[c >= np.median(c)]
-        return top.mean(), _scale(top.std())
-
-    return {"mean/std": mean_std, "median/MAD": median_mad, "upper half": upper_half}
+def upper_half(calib: np.ndarray) -> tuple[float, float]:
+    top = calib[calib >= np.median(calib)]
+    return top.mean(), calibration_scale(top.std())
 
 
-VARIANTS = {  # label: (log-transform distances, standardiser)
-    "shipped": (False, "mean/std"),
-    "log distances": (True, "mean/std"),
-    "median / MAD": (False, "median/MAD"),
-    "log distances, median / MAD": (True, "median/MAD"),
-    "mean / std of the upper half": (False, "upper half"),
+VARIANTS = {  # label: (log-transform distances, standardiser of the calib values)
+    "shipped": (False, mean_std),
+    "log distances": (True, mean_std),
+    "median / MAD": (False, median_mad),
+    "log distances, median / MAD": (True, median_mad),
+    "mean / std of the upper half": (False, upper_half),
 }
 
 
-def combine(values: dict, weights: dict, log: bool, standardise) -> dict:
-    """Weighted mean of the standardised components, per set."""
-    out = {}
-    for c, w in weights.items():
-        per_set = {s: np.log(np.maximum(values[s][c], 1e-12)) if log and c not in SIGNED else values[s][c]
-                   for s in SETS}
-        loc, scale = standardise(per_set["calib"])
-        for s in SETS:
-            out[s] = out.get(s, 0.0) + w * (per_set[s] - loc) / scale
-    total = sum(weights.values())
-    return {s: v / total for s, v in out.items()}
-
-
-def read_values(path: Path) -> tuple[dict, dict]:
-    z = np.load(path)
-    values: dict = {s: {} for s in SETS}
-    targets = {}
-    for key in z.files:
-        s, _, c = key.partition(".")
-        if c == "target":
-            targets[s] = z[key]
-        elif s in values:
-            values[s][c] = z[key].astype(np.float64)
-    return values, targets
+def log_distances(values: dict) -> dict:
+    """Every component but the signed ones as its log (distances are >= 0; floored at 1e-12)."""
+    return {name: {c: v if c in SIGNED else np.log(np.maximum(v, 1e-12)) for c, v in per_set.items()}
+            for name, per_set in values.items()}
 
 
 def main() -> None:
@@ -101,15 +71,15 @@ def main() -> None:
     files = sorted(args.values.glob("*.npz"))
     if not files:
         raise SystemExit(f"no .npz files in {args.values} (run score_levers.py --values first)")
-    std = standardisers()
     rows = []
     for path in files:
         values, targets = read_values(path)
         missing = set(weights) - set(values["calib"])
         if missing:
             raise SystemExit(f"{path.name}: no values of {', '.join(sorted(missing))}")
-        for label, (log, how) in VARIANTS.items():
-            scores = combine(values, weights, log, std[how])
+        logged = log_distances(values)
+        for label, (log, standardise) in VARIANTS.items():
+            scores = combine(logged if log else values, weights, standardise)
             for s in ("val", "test"):
                 rows.append({"case": path.stem, "variant": label, "set": s, "n": len(targets[s]),
                              "roc_auc": roc_auc_score(targets[s], scores[s])})

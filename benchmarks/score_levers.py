@@ -61,7 +61,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 import torch
-from common import machine_label, refit_score  # this script's folder is on sys.path
+from common import combine, machine_label, refit_score, save_values  # this script's folder is on sys.path
 from sklearn.metrics import roc_auc_score
 
 from anomgan import AnoGAN
@@ -269,11 +269,6 @@ def main() -> None:
         comps = {k: {c: np.asarray(r[c], dtype=np.float64) for c in scorer.components} for k, r in res.items()}
         weights = dict(scorer.spec.weights)
 
-        def combine(values: dict, w: dict) -> np.ndarray:  # the calibrated combination, on the calib set
-            cal = {c: (v.mean(), v.std() if v.std() > 1e-12 else 1.0) for c, v in values["calib"].items()}
-            return {k: sum(w[c] * (v[c] - cal[c][0]) / cal[c][1] for c in w) / sum(w.values())
-                    for k, v in values.items()}
-
         variants = ({"shipped": (comps, weights)} if args.shipped_only
                     else lever_variants(det, ds, sp, sets, comps, weights, args.levers.split(",")))
         for spec in args.weights:
@@ -287,9 +282,7 @@ def main() -> None:
             args.values.mkdir(parents=True, exist_ok=True)
             # every shipped component and the encoder candidate
             kept = variants.get("+ encoder_layer_maha", variants["shipped"])[0]
-            arrays = {f"{k}.{c}": v for k, vals in kept.items() for c, v in vals.items()}
-            np.savez(args.values / f"{run.name}.npz", **arrays,
-                     **{f"{k}.target": y for k, (_, y) in sets.items() if y is not None})
+            save_values(args.values / f"{run.name}.npz", kept, {k: y for k, (_, y) in sets.items()})
         check = combine(comps, weights)
         gap = max(float(np.abs(check[k] - np.asarray(res[k]["anomaly_score"])).max()) for k in check)
         print(f"{run.name}: recombined shipped vs anomaly_score, largest difference {gap:.1e}", flush=True)
