@@ -54,9 +54,19 @@ R13_NOTE = ("Trained from scratch in round thirteen with the config as shipped, 
             "ten seed-0 digits (`residual` 0: `reports/benchmarks/score-levers-mnist-r11-weights.csv`, "
             "`reports/benchmarks/score-levers-mnist-r12-s0.csv`; docs/tuning.md, rounds twelve and thirteen). The "
             "shipped score reads no encoder, so its 2 epochs (5 before) change no figure: the seven seed-0 digits "
-            "trained with 5 in round twelve (`reports/benchmarks/mnist-cpu-r12-s0.csv`) land on the same ROC-AUC. "
-            "Those seven took 124-149 s then and 137-174 s now (median 1.11x), for 3 encoder epochs (~10 s) less "
-            "work: this machine ran slower this session, so the times compare only within one CSV.")
+            "trained with 5 in round twelve (`reports/benchmarks/mnist-cpu-r12-s0.csv`) land on the same ROC-AUC.")
+
+
+def retrain_note(original: Path, repro: Path, change: str) -> str:
+    """The cases of ``original`` that ``repro`` trained again (``change``: what differs in their training): largest
+    ROC-AUC difference, training times in both."""
+    m = retrained_cases(original, repro)
+    diff = (m.roc_auc - m.roc_auc_new).abs().max()
+    ratio = (m.train_seconds_new / m.train_seconds).median()
+    return (f"Those {len(m)}: largest ROC-AUC difference {diff:.1e}; trained in {m.train_seconds.min():.0f}-"
+            f"{m.train_seconds.max():.0f} s then and {m.train_seconds_new.min():.0f}-{m.train_seconds_new.max():.0f} s "
+            f"now (median ratio {ratio:.2f}), {change}: this machine's speed drifts between sessions, so times "
+            "compare only within one CSV.")
 
 
 LKNN_NOTE = ("Trained from scratch in round eleven with the config as shipped (weights as round nine's plus "
@@ -68,12 +78,16 @@ LKNN_NOTE = ("Trained from scratch in round eleven with the config as shipped (w
              "(`reports/benchmarks/score-levers-mnist-layer-knn.csv`; docs/tuning.md, round eleven).")
 
 
+def retrained_cases(original: Path, repro: Path) -> pd.DataFrame:
+    """The cases of ``original`` that ``repro`` trained again, side by side (``repro``'s columns end ``_new``)."""
+    return pd.read_csv(original).merge(pd.read_csv(repro), on=["normal_classes", "seed"], suffixes=("", "_new"))
+
+
 def digits_repro_note(original: Path, repro: Path) -> str:
     """How many cases of ``original`` this version retrained from scratch, and how far their ROC-AUC moved."""
     if not repro.exists():
         return ""
-    key = ["normal_classes", "seed"]
-    m = pd.read_csv(original).merge(pd.read_csv(repro), on=key, suffixes=("", "_new"))
+    m = retrained_cases(original, repro)
     diff = (m.roc_auc - m.roc_auc_new).abs().max()
     return (f"The table was measured with anomgan 0.1; this version retrained {len(m)} of its cases from scratch "
             f"(`{repro.relative_to(ROOT)}`, seed 0 and digit 0 of seed 1): largest ROC-AUC difference {diff:.1e} "
@@ -217,7 +231,9 @@ def main() -> None:
         "MNIST, the shipped `configs/mnist.yaml` (WGAN-GP, 6 GAN epochs, `feature_knn` on a 512-row coreset, "
         "weights d 0.5 / knn 5 / layer 10 / layer_knn 5 and no reconstruction term, so scoring runs D only; "
         "an encoder on D's features trained 2 epochs for reports), 2-core CPU",
-        baselines=(("round eleven (`residual` 1, table below)", lknn),), note=R13_NOTE)
+        baselines=(("round eleven (`residual` 1, table below)", lknn),),
+        note=R13_NOTE + " " + retrain_note(B / "mnist-cpu-r12-s0.csv", B / "mnist-cpu-r13.csv",
+                                           "with 3 encoder epochs (~10 s) less work now"))
     out += [""] + one_class_table(
         lknn,
         "MNIST, round eleven's `configs/mnist.yaml` (WGAN-GP, 6 GAN epochs, an encoder on D's features trained 5 "
