@@ -80,6 +80,7 @@ class TrainConfig:
     n_critic: int = 1  # D steps per G step (5 is usual for WGAN-GP)
     gp_weight: float = 10.0  # gradient-penalty weight for wgan-gp
     gp_every: int = 1  # lazy regularisation: penalty on every k-th D step, weighted k * gp_weight
+    gp_fraction: float = 1.0  # penalty on this share of each batch's interpolates (at least one): cheaper, noisier
     ema_decay: float = 0.999  # EMA of G weights used for sampling and scoring; 0 disables
     d_ema_decay: float = 0.0  # EMA of D weights for the scorer (verdict, feature space, encoder); 0 = the live D
     augment: bool = False  # DiffAugment-style translation+cutout on D inputs (small data sets)
@@ -317,6 +318,7 @@ def validate(cfg: Config) -> Config:
     need(t.n_critic >= 1, "train.n_critic", "at least 1", t.n_critic)
     need(t.gp_weight >= 0, "train.gp_weight", "must be >= 0", t.gp_weight)
     need(t.gp_every >= 1, "train.gp_every", "at least 1", t.gp_every)
+    need(0 < t.gp_fraction <= 1, "train.gp_fraction", "in (0, 1]", t.gp_fraction)
     need(t.consistency >= 0, "train.consistency", "0 (off) or more", t.consistency)
     need(t.contrastive >= 0, "train.contrastive", "0 (off) or more", t.contrastive)
     need(t.rotation >= 0, "train.rotation", "0 (off) or more", t.rotation)

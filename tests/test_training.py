@@ -194,6 +194,25 @@ def test_lazy_gradient_penalty_runs_on_every_kth_critic_step(digits, monkeypatch
     assert all(math.isfinite(r["d_loss"]) for r in det.history_ if r["phase"] == "gan")
 
 
+def test_gradient_penalty_fraction_uses_a_share_of_each_batch(digits, monkeypatch):
+    sizes = []
+    real_gp = losses.gradient_penalty
+
+    def sizing_gp(discriminator, real, fake, generator=None):
+        sizes.append((real.shape[0], fake.shape[0]))
+        return real_gp(discriminator, real, fake, generator)
+
+    monkeypatch.setattr(losses, "gradient_penalty", sizing_gp)
+    x = digits.x[digits.y == "0"]
+    common = dict(train__loss="wgan-gp", train__epochs=1, train__batch_size=32, encoder__epochs=0)
+    AnoGAN(config=tiny_config(**common)).fit(x)
+    assert sizes and set(sizes) == {(32, 32)}
+    sizes.clear()
+    det = AnoGAN(config=tiny_config(**common, train__gp_fraction=0.25)).fit(x)
+    assert sizes and set(sizes) == {(8, 8)}
+    assert all(math.isfinite(r["d_loss"]) for r in det.history_ if r["phase"] == "gan")
+
+
 def test_channels_last_models_match_contiguous_inputs():
     from anomgan.models import build_models
 

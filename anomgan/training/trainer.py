@@ -272,7 +272,8 @@ class Trainer:
                 d_step = self.state.step * t.n_critic + k  # global D step: resumes where it stopped
                 if t.loss == "wgan-gp" and t.gp_weight > 0 and d_step % t.gp_every == 0:
                     # lazy regularisation (Karras et al. 2020): same expected penalty at 1/gp_every of the cost
-                    gp = losses.gradient_penalty(D, real, fake.float(), self.rng)
+                    n_gp = max(1, round(t.gp_fraction * b))  # the batch is shuffled: its first rows are a sample
+                    gp = losses.gradient_penalty(D, real[:n_gp], fake[:n_gp].float(), self.rng)
                     d_loss = d_loss + t.gp_weight * t.gp_every * gp
                 self._check_finite(epoch, i, d_loss=d_loss)
                 self.opt_d.zero_grad(set_to_none=True)
