@@ -25,8 +25,11 @@ def timed(fn, repeats: int) -> float:
 
 
 def machine_label() -> str:
-    """Architecture, torch's thread count and version: what a CPU timing was measured on."""
-    return f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}"
+    """Architecture, the vector instructions torch dispatches to, torch's thread count and version: what a CPU
+    timing was measured on. The instructions matter: on two 2-core machines of this project the same GAN step took
+    431 ms (train-profile-r10.csv, bf16 10x slower than float32) and 146 ms (train-profile-r14.csv, AVX512)."""
+    isa = torch.backends.cpu.get_cpu_capability()
+    return f"{platform.machine()} {isa} {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 def refit_score(det, ds, split, overrides: list) -> None:

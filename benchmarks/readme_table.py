@@ -65,8 +65,10 @@ def retrain_note(original: Path, repro: Path, change: str) -> str:
     ratio = (m.train_seconds_new / m.train_seconds).median()
     return (f"Those {len(m)}: largest ROC-AUC difference {diff:.1e}; trained in {m.train_seconds.min():.0f}-"
             f"{m.train_seconds.max():.0f} s then and {m.train_seconds_new.min():.0f}-{m.train_seconds_new.max():.0f} s "
-            f"now (median ratio {ratio:.2f}), {change}: this machine's speed drifts between sessions, so times "
-            "compare only within one CSV.")
+            f"now (median ratio {ratio:.2f}), {change}.")
+
+
+DRIFT = "The machine's speed drifts between sessions (and its CPU changes), so times compare only within one CSV."
 
 
 LKNN_NOTE = ("Trained from scratch in round eleven with the config as shipped (weights as round nine's plus "
@@ -232,8 +234,12 @@ def main() -> None:
         "weights d 0.5 / knn 5 / layer 10 / layer_knn 5 and no reconstruction term, so scoring runs D only; "
         "an encoder on D's features trained 2 epochs for reports), 2-core CPU",
         baselines=(("round eleven (`residual` 1, table below)", lknn),),
-        note=R13_NOTE + " " + retrain_note(B / "mnist-cpu-r12-s0.csv", B / "mnist-cpu-r13.csv",
-                                           "with 3 encoder epochs (~10 s) less work now"))
+        note=" ".join([R13_NOTE, retrain_note(B / "mnist-cpu-r12-s0.csv", B / "mnist-cpu-r13.csv",
+                                              "with 3 encoder epochs (~10 s) less work now"),
+                       "Seed 0 was trained from scratch again in round fourteen, alone on a 2-core machine with AVX512 "
+                       "(`reports/benchmarks/mnist-cpu-r14-s0.csv`).",
+                       retrain_note(B / "mnist-cpu-r13.csv", B / "mnist-cpu-r14-s0.csv", "with the same config"),
+                       DRIFT]))
     out += [""] + one_class_table(
         lknn,
         "MNIST, round eleven's `configs/mnist.yaml` (WGAN-GP, 6 GAN epochs, an encoder on D's features trained 5 "
