@@ -290,6 +290,9 @@ def main() -> None:
                                   "against one on D's features (`model.encoder_trunk`), repeats round-robin over "
                                   "the rows", "digit-3 seed-0 models of `mnist-cpu-repro-r9.csv` (own) and "
                                   "`mnist-cpu-critic-s0.csv` (critic)")
+    out += [""] + cli_speed_lines(B / "cli-score-speed-r14.csv", "round fourteen: the shipped score on a 2-core "
+                                  "machine with AVX512 (the tables around it ran on slower ones)",
+                                  "digit-3 seed-0 model of `mnist-cpu-r14-s0.csv`")
     out += [""] + cli_speed_lines(B / "cli-score-speed-r12.csv", "round twelve: round eleven's score against the "
                                   "shipped one (`residual` 0, so no inversion: D only)",
                                   "digit-3 seed-0 model of `mnist-cpu-r11.csv`")
