@@ -1,5 +1,6 @@
 """Helpers the benchmark scripts share: timing, the machine label their CSVs carry, a run refitted with other score
-settings, the ``calibrated`` combination of component values, and the file those values are saved in."""
+settings, the ``calibrated`` combination of component values, the file those values are saved in, and the
+component weights they are recombined with."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import torch
 
 from anomgan.config import build_config
 from anomgan.training.fit import rescore_with
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def timed(fn, repeats: int) -> float:
@@ -81,4 +84,25 @@ def read_values(path: Path) -> tuple[dict, dict]:
             targets[name] = z[key]
         else:
             values.setdefault(name, {})[c] = z[key].astype(np.float64)
+    return values, targets
+
+
+def parse_weights(text: str) -> dict:
+    """``"d_score=0.5,feature_knn=5"`` as ``{component: weight}``."""
+    return {c: float(w) for c, w in (pair.split("=") for pair in text.split(","))}
+
+
+def mnist_weights() -> str:
+    """``configs/mnist.yaml``'s non-zero score weights in ``parse_weights``' format: the default ``--weights`` of
+    the scripts that recombine saved component values."""
+    weights = build_config(ROOT / "configs" / "mnist.yaml").score.weights
+    return ",".join(f"{c}={w:g}" for c, w in weights.items() if w > 0)
+
+
+def read_weighted_values(path: Path, weights: dict) -> tuple[dict, dict]:
+    """``read_values`` of ``path``, refusing a file that lacks a component of ``weights``."""
+    values, targets = read_values(path)
+    missing = set(weights) - set(values["calib"])
+    if missing:
+        raise SystemExit(f"{path}: no values of {', '.join(sorted(missing))}")
     return values, targets

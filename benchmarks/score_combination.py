@@ -27,7 +27,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import calibration_scale, combine, mean_std, read_values  # this script's folder is on sys.path
+from common import (  # this script's folder is on sys.path
+    calibration_scale,
+    combine,
+    mean_std,
+    mnist_weights,
+    parse_weights,
+    read_weighted_values,
+)
 from sklearn.metrics import roc_auc_score
 
 from anomgan.io import atomic_path
@@ -63,20 +70,16 @@ def log_distances(values: dict) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--values", type=Path, required=True, help="the folder score_levers.py --values wrote")
-    ap.add_argument("--weights", default="d_score=0.5,feature_knn=5,layer_maha=10,layer_knn=5",
-                    help="component weights (default: configs/mnist.yaml's)")
+    ap.add_argument("--weights", default=mnist_weights(), help="component weights (default: configs/mnist.yaml's)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    weights = {c: float(w) for c, w in (p.split("=") for p in args.weights.split(","))}
+    weights = parse_weights(args.weights)
     files = sorted(args.values.glob("*.npz"))
     if not files:
         raise SystemExit(f"no .npz files in {args.values} (run score_levers.py --values first)")
     rows = []
     for path in files:
-        values, targets = read_values(path)
-        missing = set(weights) - set(values["calib"])
-        if missing:
-            raise SystemExit(f"{path.name}: no values of {', '.join(sorted(missing))}")
+        values, targets = read_weighted_values(path, weights)
         logged = log_distances(values)
         for label, (log, standardise) in VARIANTS.items():
             scores = combine(logged if log else values, weights, standardise)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import combine, read_values  # this script's folder is on sys.path
+from common import combine, mnist_weights, parse_weights, read_weighted_values  # this script's folder is on sys.path
 from sklearn.metrics import roc_auc_score
 
 from anomgan.io import atomic_path
@@ -36,10 +36,7 @@ def labelled_folder(text: str) -> tuple[str, Path]:
 
 
 def run_scores(folder: Path, case: str, weights: dict) -> tuple[dict, dict]:
-    values, targets = read_values(folder / f"{case}.npz")
-    missing = set(weights) - set(values["calib"])
-    if missing:
-        raise SystemExit(f"{folder / case}.npz: no values of {', '.join(sorted(missing))}")
+    values, targets = read_weighted_values(folder / f"{case}.npz", weights)
     return combine(values, weights), targets
 
 
@@ -47,13 +44,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--values", type=labelled_folder, action="append", required=True, metavar="LABEL=DIR",
                     help="a folder score_levers.py --values wrote (repeat: two or more)")
-    ap.add_argument("--weights", default="d_score=0.5,feature_knn=5,layer_maha=10,layer_knn=5",
-                    help="component weights (default: configs/mnist.yaml's)")
+    ap.add_argument("--weights", default=mnist_weights(), help="component weights (default: configs/mnist.yaml's)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     if len(args.values) < 2:
         raise SystemExit("give two or more --values folders: an ensemble needs members")
-    weights = {c: float(w) for c, w in (p.split("=") for p in args.weights.split(","))}
+    weights = parse_weights(args.weights)
     cases = [sorted(p.stem for p in folder.glob("*.npz")) for _, folder in args.values]
     if not cases[0] or any(c != cases[0] for c in cases):
         raise SystemExit("every --values folder must hold the same, non-empty set of <case>.npz files")

@@ -61,7 +61,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 import torch
-from common import combine, machine_label, refit_score, save_values  # this script's folder is on sys.path
+from common import combine, machine_label, parse_weights, refit_score, save_values  # this script's folder: sys.path
 from sklearn.metrics import roc_auc_score
 
 from anomgan import AnoGAN
@@ -273,7 +273,7 @@ def main() -> None:
                     else lever_variants(det, ds, sp, sets, comps, weights, args.levers.split(",")))
         for spec in args.weights:
             label, _, pairs = spec.partition(":")
-            changed = {c: float(w) for c, w in (pair.split("=") for pair in pairs.split(","))}
+            changed = parse_weights(pairs)
             unknown = set(changed) - set(weights)
             if unknown:
                 raise SystemExit(f"--weights {spec}: the run has no component {', '.join(sorted(unknown))}")
