@@ -87,6 +87,7 @@ class TrainConfig:
     consistency: float = 0.0  # bCR weight (Zhao et al. 2021): (D(x) - D(shift(x)))^2 on real and fake images; 0 = off
     contrastive: float = 0.0  # SimCLR (NT-Xent) weight on D's features of each real image and a view of it; 0 = off
     rotation: float = 0.0  # SS-GAN weight: D's features predict each real image's quarter turn (images); 0 = off
+    negatives: float = 0.0  # NDA: this share of D's fake side is CutPaste-ed real images, not G's (images); 0 = off
     sample_every: int = 5  # save a sample grid every N epochs (and at the end)
     amp: bool = False  # mixed precision on CUDA (bf16); ignored on CPU
     seed: int = 0  # seeds splits, weights, noise: same seed on CPU -> identical run
@@ -322,6 +323,7 @@ def validate(cfg: Config) -> Config:
     need(t.consistency >= 0, "train.consistency", "0 (off) or more", t.consistency)
     need(t.contrastive >= 0, "train.contrastive", "0 (off) or more", t.contrastive)
     need(t.rotation >= 0, "train.rotation", "0 (off) or more", t.rotation)
+    need(0 <= t.negatives < 1, "train.negatives", "in [0, 1) (0 = off)", t.negatives)
     need(0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1)", t.ema_decay)
     need(0 <= t.d_ema_decay < 1, "train.d_ema_decay", "in [0, 1)", t.d_ema_decay)
     need(t.sample_every >= 1, "train.sample_every", "at least 1", t.sample_every)

@@ -33,6 +33,7 @@ def test_unknown_keys_are_rejected_with_their_name(tmp_path, text, key):
     ("train.loss=wgan", "train.loss"),
     ("train.gp_every=0", "train.gp_every"),
     ("train.gp_fraction=0", "train.gp_fraction"),
+    ("train.negatives=-1", "train.negatives"),
     ("model.encoder_trunk=shared", "model.encoder_trunk"),
     ("score.method=magic", "score.method"),
     ("score.threshold_quantile=1.5", "score.threshold_quantile"),

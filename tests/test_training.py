@@ -10,7 +10,7 @@ from anomgan.errors import OutputError, TrainingDiverged
 from anomgan.run_format import load_run
 from anomgan.runs import train_run
 from anomgan.training import losses
-from anomgan.training.stabilisers import diff_augment, translate
+from anomgan.training.stabilisers import CUT_PASTE_AREA, cut_paste, diff_augment, translate
 from anomgan.training.trainer import rotate_each, rotation_head
 
 from conftest import tiny_config
@@ -169,6 +169,66 @@ def test_consistency_regularisation_makes_d_agree_with_itself_under_a_shift(digi
         return float((out - moved).abs().mean() / out.std())
 
     assert shift_disagreement(50.0) < 0.5 * shift_disagreement(0.0)
+
+
+def test_cut_paste_copies_one_rectangle_of_each_image_onto_another_place_in_it():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(32, 3, 24, 40) * 2 - 1  # RGB, not square: every pixel differs from every other
+    neg, kept = cut_paste(x, g)
+    assert neg.shape == x.shape and kept.all()  # random texture moved anywhere changes a lot
+    for img, out in zip(x, neg):
+        changed = (out != img).any(0).nonzero()  # (N, 2) rows and columns that differ
+        (r0, c0), (r1, c1) = changed.min(0).values.tolist(), changed.max(0).values.tolist()
+        h, w = r1 - r0 + 1, c1 - c0 + 1
+        assert len(changed) == h * w  # one filled rectangle ...
+        assert CUT_PASTE_AREA[0] * 24 * 40 * 0.5 <= h * w <= CUT_PASTE_AREA[1] * 24 * 40 * 1.5  # ... of 2-15 % area
+        patch = out[:, r0:r1 + 1, c0:c1 + 1]
+        windows = img.unfold(1, h, 1).unfold(2, w, 1)  # (C, H-h+1, W-w+1, h, w): every same-size rectangle
+        assert (windows == patch[:, None, None]).all(-1).all(-1).all(0).any()  # copied from the same image
+    plain = torch.full((4, 1, 16, 16), -1.0)  # background moved onto background is no negative
+    assert not cut_paste(plain, g)[1].any()
+
+
+def test_negative_loss_averages_the_fake_term_over_kept_negatives_only():
+    out = torch.tensor([1.0, -2.0, 3.0])
+    for loss in ("ns", "hinge", "wgan-gp"):
+        kept = torch.tensor([True, False, True])
+        expected = losses.fake_term(loss, out[kept]).mean()
+        assert losses.negative_loss(loss, out, kept) == pytest.approx(float(expected))
+        assert losses.negative_loss(loss, out, torch.zeros(3, dtype=torch.bool)) == 0.0
+        real = torch.tensor([0.5, -0.5])
+        assert losses.d_loss(loss, real, out) == pytest.approx(float(losses.real_term(loss, real).mean()
+                                                                     + losses.fake_term(loss, out).mean()))
+
+
+def test_negatives_are_the_share_of_d_s_fake_side_and_of_the_penalty(digits, monkeypatch):
+    """With train.negatives, every critic step scores one CutPaste negative per real image, and that share of the
+    penalty's interpolates runs from real images to their own negatives instead of to G's images."""
+    seen = {"neg": [], "gp": []}  # negative_loss's (rows, kept rows); the penalty's (real, fake side)
+    real_negative_loss, real_gp = losses.negative_loss, losses.gradient_penalty
+
+    def negative_loss(loss, out, kept):
+        seen["neg"].append((out.shape[0], int(kept.sum())))
+        return real_negative_loss(loss, out, kept)
+
+    def gradient_penalty(discriminator, real, fake, generator=None):
+        seen["gp"].append((real, fake))
+        return real_gp(discriminator, real, fake, generator)
+
+    monkeypatch.setattr(losses, "negative_loss", negative_loss)
+    monkeypatch.setattr(losses, "gradient_penalty", gradient_penalty)
+    x = digits.x[digits.y == "0"]
+    det = AnoGAN(config=tiny_config(train__loss="wgan-gp", train__epochs=1, train__batch_size=32, encoder__epochs=0,
+                                    train__negatives=0.25)).fit(x)
+    assert seen["neg"] and all(n == 32 and 0 < k <= 32 for n, k in seen["neg"])  # one negative per real image
+    assert seen["gp"]
+    for real, fake in seen["gp"]:
+        moved = (fake - real).flatten(1).ne(0).float().mean(1)  # share of pixels unlike the real image, per row
+        assert moved[:8].max() <= 0.2 and moved[8:].min() > 0.5  # a quarter: its own negative (one patch), then G's
+    assert all(math.isfinite(r["d_loss"]) for r in det.history_ if r["phase"] == "gan")
+    seen["neg"].clear()
+    AnoGAN(config=tiny_config(train__epochs=1, encoder__epochs=0)).fit(x)
+    assert not seen["neg"]  # off by default
 
 
 def test_lazy_gradient_penalty_runs_on_every_kth_critic_step(digits, monkeypatch):

@@ -10,15 +10,39 @@ from torch import nn
 DEFAULT_BETAS = {"ns": (0.5, 0.999), "minimax": (0.5, 0.999), "hinge": (0.5, 0.999), "wgan-gp": (0.0, 0.9)}
 
 
+def real_term(loss: str, real: torch.Tensor) -> torch.Tensor:
+    """D's loss on each real sample's output, shape (B,) -> (B,): the part that pulls real outputs up."""
+    if loss in ("ns", "minimax"):
+        return F.softplus(-real)  # -log D(x)
+    if loss == "hinge":
+        return F.relu(1.0 - real)
+    if loss == "wgan-gp":
+        return -real
+    raise ValueError(f"unknown loss {loss!r}")
+
+
+def fake_term(loss: str, fake: torch.Tensor) -> torch.Tensor:
+    """D's loss on each fake sample's output, shape (B,) -> (B,): the part that pushes fake outputs down (generated
+    samples, and the negatives of ``train.negatives``)."""
+    if loss in ("ns", "minimax"):
+        return F.softplus(fake)  # -log(1 - D(G(z)))
+    if loss == "hinge":
+        return F.relu(1.0 + fake)
+    if loss == "wgan-gp":
+        return fake  # + gradient_penalty, added by the caller
+    raise ValueError(f"unknown loss {loss!r}")
+
+
 def d_loss(loss: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """Discriminator loss; ``real``/``fake`` are D outputs of shape (B,)."""
-    if loss in ("ns", "minimax"):
-        return F.softplus(-real).mean() + F.softplus(fake).mean()  # BCE: -log D(x) - log(1 - D(G(z)))
-    if loss == "hinge":
-        return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
-    if loss == "wgan-gp":
-        return fake.mean() - real.mean()  # + gradient_penalty, added by the caller
-    raise ValueError(f"unknown loss {loss!r}")
+    return real_term(loss, real).mean() + fake_term(loss, fake).mean()
+
+
+def negative_loss(loss: str, out: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """``fake_term`` averaged over the negatives that ``kept`` (B,) bool marks (the others changed too little to be
+    called fake); 0 when none is kept."""
+    w = kept.to(out.dtype)
+    return (fake_term(loss, out) * w).sum() / w.sum().clamp(min=1.0)
 
 
 def g_loss(loss: str, fake: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,5 @@
-"""EMA of generator weights, DiffAugment-style augmentation of discriminator inputs and the shift that consistency
-regularisation compares D's verdicts under."""
+"""EMA of generator weights, DiffAugment-style augmentation of discriminator inputs, the shift that consistency
+regularisation compares D's verdicts under, and the CutPaste negatives D learns to call fake."""
 
 from __future__ import annotations
 
@@ -53,3 +53,40 @@ def translate(x: torch.Tensor, generator: torch.Generator | None = None) -> torc
     gx = torch.arange(w, device=dev).view(1, 1, w) + sx + r  # (B, 1, W)
     padded = F.pad(x, (r, r, r, r), value=-1.0)
     return padded[torch.arange(b, device=dev).view(b, 1, 1), :, gy, gx].permute(0, 3, 1, 2)  # (B, C, H, W)
+
+
+CUT_PASTE_AREA = (0.02, 0.15)  # the patch's share of the image (CutPaste, Li et al. 2021)
+CUT_PASTE_ASPECT = (0.3, 3.3)  # its height / width, drawn log-uniformly
+CUT_PASTE_MIN_CHANGE = 0.1  # mean |change| over the patch, in [-1, 1] units, below which a negative is not one
+
+
+def cut_paste(x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """CutPaste negatives: in each image a rectangle of 2-15 % of its area is copied from one random place to another.
+
+    x: (B, C, H, W) in [-1, 1]. Returns (negatives (B, C, H, W), kept (B,) bool): ``kept`` is False where the pasted
+    patch hardly differs from what it covers (background onto background), which would teach D to call a normal image
+    fake. Nothing assumes an orientation or a colour: a stroke pasted where there was none, or background pasted
+    over a stroke, on digits; a piece of texture or rim out of place on inspection images.
+    """
+    b, _, h, w = x.shape
+    dev = x.device
+
+    def draw() -> torch.Tensor:  # (B,) uniform in [0, 1)
+        return torch.rand(b, device=dev, generator=generator)
+
+    area = (CUT_PASTE_AREA[0] + (CUT_PASTE_AREA[1] - CUT_PASTE_AREA[0]) * draw()) * h * w
+    lo, hi = torch.log(torch.tensor(CUT_PASTE_ASPECT, device=dev))
+    aspect = torch.exp(lo + (hi - lo) * draw())
+    ph = (area * aspect).sqrt().round().clamp(1, h - 1).long()  # (B,) patch height
+    pw = (area / aspect).sqrt().round().clamp(1, w - 1).long()  # (B,) patch width
+    y0, x0 = (draw() * (h - ph + 1)).long(), (draw() * (w - pw + 1)).long()  # where it goes
+    sy, sx = (draw() * (h - ph + 1)).long(), (draw() * (w - pw + 1)).long()  # where it comes from
+    ys = torch.arange(h, device=dev).view(1, h, 1)
+    xs = torch.arange(w, device=dev).view(1, 1, w)
+    inside = ((ys >= y0.view(b, 1, 1)) & (ys < (y0 + ph).view(b, 1, 1))
+              & (xs >= x0.view(b, 1, 1)) & (xs < (x0 + pw).view(b, 1, 1)))  # (B, H, W)
+    gy = torch.where(inside, ys + (sy - y0).view(b, 1, 1), ys)  # (B, H, W) source row of each pixel
+    gx = torch.where(inside, xs + (sx - x0).view(b, 1, 1), xs)
+    negatives = x[torch.arange(b, device=dev).view(b, 1, 1), :, gy, gx].permute(0, 3, 1, 2)  # (B, C, H, W)
+    change = ((negatives - x).abs().mean(1) * inside).flatten(1).sum(1) / (ph * pw)  # (B,) over the patch
+    return negatives, change >= CUT_PASTE_MIN_CHANGE

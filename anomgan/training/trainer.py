@@ -25,7 +25,7 @@ from anomgan.models import build_models
 from anomgan.progress import ProgressBar
 from anomgan.run_format import scorer_networks
 from anomgan.training import losses
-from anomgan.training.stabilisers import diff_augment, translate, update_ema
+from anomgan.training.stabilisers import cut_paste, diff_augment, translate, update_ema
 
 T = TypeVar("T")
 
@@ -252,14 +252,23 @@ class Trainer:
                     if "rotation" in self.aux:
                         turns = torch.randint(0, 4, (b,), device=self.device, generator=self.rng)
                         inputs.append(rotate_each(real, turns))
+                    kept = None
+                    if t.negatives > 0 and real.dim() == 4:  # NDA: D's verdict on the last rows of its pass
+                        negatives, kept = cut_paste(real, self.rng)
+                        inputs.append(self._augment(negatives))
                     if len(self.aux) == 0:
-                        out = D(torch.cat(inputs))
+                        out_all = D(torch.cat(inputs))
                     else:
-                        out, feats = D(torch.cat(inputs), with_features=True)
+                        out_all, feats = D(torch.cat(inputs), with_features=True)
                         extra = iter(feats[2 * b:].split(b))
-                        out = out[:2 * b]
+                    out = out_all[:2 * b]
                     out_real, out_fake = out[:b].float(), out[b:].float()
-                    d_loss = losses.d_loss(t.loss, out_real, out_fake)
+                    if kept is None:
+                        d_loss = losses.d_loss(t.loss, out_real, out_fake)
+                    else:  # NDA (Sinha et al. 2021): D's fake side is a mixture of G's images and CutPaste negatives
+                        d_loss = (losses.real_term(t.loss, out_real).mean()
+                                  + (1 - t.negatives) * losses.fake_term(t.loss, out_fake).mean()
+                                  + t.negatives * losses.negative_loss(t.loss, out_all[-b:].float(), kept))
                     if "projection" in self.aux:  # SimCLR on D's features: each real image picks out its view
                         views = self.aux_train["projection"](torch.cat([feats[:b], next(extra)]))
                         d_loss = d_loss + t.contrastive * losses.nt_xent(views[:b], views[b:])
@@ -273,7 +282,11 @@ class Trainer:
                 if t.loss == "wgan-gp" and t.gp_weight > 0 and d_step % t.gp_every == 0:
                     # lazy regularisation (Karras et al. 2020): same expected penalty at 1/gp_every of the cost
                     n_gp = max(1, round(t.gp_fraction * b))  # the batch is shuffled: its first rows are a sample
-                    gp = losses.gradient_penalty(D, real[:n_gp], fake[:n_gp].float(), self.rng)
+                    fake_side = fake[:n_gp].float()
+                    if kept is not None:  # the penalty holds D to slope 1 between real images and the whole fake side
+                        n_neg = round(t.negatives * n_gp)
+                        fake_side = torch.cat([negatives[:n_neg].float(), fake_side[n_neg:]])
+                    gp = losses.gradient_penalty(D, real[:n_gp], fake_side, self.rng)
                     d_loss = d_loss + t.gp_weight * t.gp_every * gp
                 self._check_finite(epoch, i, d_loss=d_loss)
                 self.opt_d.zero_grad(set_to_none=True)
