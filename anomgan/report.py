@@ -91,6 +91,8 @@ def training_svg(history: pd.DataFrame) -> Optional[str]:
     axes[0].plot(gan["epoch"], gan["g_loss"], label="G loss")
     axes[1].plot(gan["epoch"], gan["d_real"], label="D(real)")
     axes[1].plot(gan["epoch"], gan["d_fake"], label="D(fake)")
+    if "d_negative" in gan and gan["d_negative"].notna().any():  # train.negatives
+        axes[1].plot(gan["epoch"], gan["d_negative"], label="D(negatives)")
     axes[2].plot(gan["epoch"], gan["diversity"], color="tab:green", label="diversity of G")
     axes[2].axhline(1.0, color="k", ls=":", lw=0.8)
     for ax, title in zip(axes, ("losses", "discriminator outputs", "sample diversity (1 = as diverse as data)")):

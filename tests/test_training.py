@@ -225,10 +225,11 @@ def test_negatives_are_the_share_of_d_s_fake_side_and_of_the_penalty(digits, mon
     for real, fake in seen["gp"]:
         moved = (fake - real).flatten(1).ne(0).float().mean(1)  # share of pixels unlike the real image, per row
         assert moved[:8].max() <= 0.2 and moved[8:].min() > 0.5  # a quarter: its own negative (one patch), then G's
-    assert all(math.isfinite(r["d_loss"]) for r in det.history_ if r["phase"] == "gan")
+    assert all(math.isfinite(r["d_loss"]) and math.isfinite(r["d_negative"])  # metrics.csv: D on the negatives
+               for r in det.history_ if r["phase"] == "gan")
     seen["neg"].clear()
-    AnoGAN(config=tiny_config(train__epochs=1, encoder__epochs=0)).fit(x)
-    assert not seen["neg"]  # off by default
+    plain = AnoGAN(config=tiny_config(train__epochs=1, encoder__epochs=0)).fit(x)
+    assert not seen["neg"] and "d_negative" not in plain.history_[0]  # off by default
 
 
 def test_lazy_gradient_penalty_runs_on_every_kth_critic_step(digits, monkeypatch):

@@ -38,11 +38,16 @@ def d_loss(loss: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     return real_term(loss, real).mean() + fake_term(loss, fake).mean()
 
 
+def masked_mean(values: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """The mean of ``values`` (B,) over the rows ``kept`` (B,) bool marks; 0 when none is kept."""
+    w = kept.to(values.dtype)
+    return (values * w).sum() / w.sum().clamp(min=1.0)
+
+
 def negative_loss(loss: str, out: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
     """``fake_term`` averaged over the negatives that ``kept`` (B,) bool marks (the others changed too little to be
     called fake); 0 when none is kept."""
-    w = kept.to(out.dtype)
-    return (fake_term(loss, out) * w).sum() / w.sum().clamp(min=1.0)
+    return masked_mean(fake_term(loss, out), kept)
 
 
 def g_loss(loss: str, fake: torch.Tensor) -> torch.Tensor:

@@ -232,6 +232,8 @@ class Trainer:
         G, D = self.g_train, self.d_train
         z_dim = self.model_args["z_dim"]
         sums = {"d_loss": 0.0, "g_loss": 0.0, "d_real": 0.0, "d_fake": 0.0, "grad_norm_d": 0.0, "grad_norm_g": 0.0}
+        if t.negatives > 0 and self.x_train.dim() == 4:
+            sums["d_negative"] = 0.0  # D's mean verdict on the kept negatives: below d_real once D tells them apart
         batches = self._batches(epoch, t.batch_size)
         start, seen = time.perf_counter(), 0
         self.generator.train()
@@ -317,6 +319,8 @@ class Trainer:
             for k, v in (("d_loss", d_loss), ("g_loss", g_loss), ("d_real", out_real.mean()),
                          ("d_fake", out_fake.mean())):
                 sums[k] += float(v.detach())
+            if kept is not None:
+                sums["d_negative"] += float(losses.masked_mean(out_all[-b:].detach().float(), kept))
             sums["grad_norm_d"] += gn_d
             sums["grad_norm_g"] += gn_g
             seen += b * self.world
