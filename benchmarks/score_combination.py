@@ -18,6 +18,12 @@ run's weights and changes how a component becomes a number on one scale before t
 - ``log distances, median / MAD``: both;
 - ``mean / std of the upper half``: location and scale from calib's values above its median only (the tail the
   threshold lives in).
+
+``--sweep COMPONENT=W1,W2,...`` adds one variant per weight, ``COMPONENT Wi``: the shipped combination with that
+component's weight set to Wi (round fifteen: ``d_score``'s weight once D trains with negatives).
+
+    python benchmarks/score_combination.py --values runs/values-nda15 --sweep "d_score=0.5,2,5,7.5,10,15,20,30" \
+        --out reports/benchmarks/score-combination-mnist-nda15-s0.csv
 """
 
 from __future__ import annotations
@@ -71,18 +77,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--values", type=Path, required=True, help="the folder score_levers.py --values wrote")
     ap.add_argument("--weights", default=mnist_weights(), help="component weights (default: configs/mnist.yaml's)")
+    ap.add_argument("--sweep", default=None, help="COMPONENT=W1,W2,...: the shipped combination at each weight")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     weights = parse_weights(args.weights)
+    variants = {label: (log, standardise, weights) for label, (log, standardise) in VARIANTS.items()}
+    if args.sweep:
+        component, _, ws = args.sweep.partition("=")
+        for w in ws.split(","):
+            variants[f"{component} {float(w):g}"] = (False, mean_std, {**weights, component: float(w)})
     files = sorted(args.values.glob("*.npz"))
     if not files:
         raise SystemExit(f"no .npz files in {args.values} (run score_levers.py --values first)")
     rows = []
     for path in files:
-        values, targets = read_weighted_values(path, weights)
+        values, targets = read_weighted_values(path, {c for v in variants.values() for c in v[2]})
         logged = log_distances(values)
-        for label, (log, standardise) in VARIANTS.items():
-            scores = combine(logged if log else values, weights, standardise)
+        for label, (log, standardise, w) in variants.items():
+            scores = combine(logged if log else values, w, standardise)
             for s in ("val", "test"):
                 rows.append({"case": path.stem, "variant": label, "set": s, "n": len(targets[s]),
                              "roc_auc": roc_auc_score(targets[s], scores[s])})
