@@ -263,7 +263,8 @@ def main() -> None:
         "layer 10 / layer_knn 5 and no reconstruction term, so scoring runs D only; an encoder on D's features "
         "trained 2 epochs for reports), 2-core CPU",
         baselines=(("round fourteen (no negatives, `d_score` 0.5, table below)", B / "mnist-cpu-gpf25-3s.csv"),),
-        note=" ".join([NDA_NOTE, DRIFT]))
+        note=" ".join([NDA_NOTE, retrain_note(B / "mnist-cpu-nda15-s12.csv", B / "mnist-cpu-repro-r15.csv",
+                                              "from a fresh run of the config as shipped"), DRIFT]))
     out += [""] + one_class_table(
         B / "mnist-cpu-gpf25-3s.csv",
         "MNIST, round fourteen's `configs/mnist.yaml` (as above without negatives and with `d_score` at 0.5), "
