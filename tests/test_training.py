@@ -199,6 +199,10 @@ def test_negative_loss_averages_the_fake_term_over_kept_negatives_only():
         real = torch.tensor([0.5, -0.5])
         assert losses.d_loss(loss, real, out) == pytest.approx(float(losses.real_term(loss, real).mean()
                                                                      + losses.fake_term(loss, out).mean()))
+        neg, kept = torch.tensor([0.2, 4.0]), torch.tensor([True, False])  # the mixture: a quarter negatives
+        assert losses.d_loss(loss, real, out, neg, kept, 0.25) == pytest.approx(float(
+            losses.real_term(loss, real).mean() + 0.75 * losses.fake_term(loss, out).mean()
+            + 0.25 * losses.fake_term(loss, neg[:1]).mean()))
 
 
 def test_negatives_are_the_share_of_d_s_fake_side_and_of_the_penalty(digits, monkeypatch):

@@ -33,9 +33,15 @@ def fake_term(loss: str, fake: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown loss {loss!r}")
 
 
-def d_loss(loss: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """Discriminator loss; ``real``/``fake`` are D outputs of shape (B,)."""
-    return real_term(loss, real).mean() + fake_term(loss, fake).mean()
+def d_loss(loss: str, real: torch.Tensor, fake: torch.Tensor, negatives: torch.Tensor | None = None,
+           kept: torch.Tensor | None = None, share: float = 0.0) -> torch.Tensor:
+    """Discriminator loss; ``real``/``fake`` are D outputs of shape (B,). With ``negatives`` (D's outputs on the
+    ``train.negatives`` images, (B,), ``kept`` marking those that count) D's fake side is a mixture (NDA, Sinha et al.
+    2021): ``share`` of it the negatives, the rest G's images, so WGAN's critic keeps its real/fake balance."""
+    if negatives is None:
+        return real_term(loss, real).mean() + fake_term(loss, fake).mean()
+    return (real_term(loss, real).mean() + (1 - share) * fake_term(loss, fake).mean()
+            + share * negative_loss(loss, negatives, kept))
 
 
 def masked_mean(values: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:

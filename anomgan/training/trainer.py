@@ -232,7 +232,8 @@ class Trainer:
         G, D = self.g_train, self.d_train
         z_dim = self.model_args["z_dim"]
         sums = {"d_loss": 0.0, "g_loss": 0.0, "d_real": 0.0, "d_fake": 0.0, "grad_norm_d": 0.0, "grad_norm_g": 0.0}
-        if t.negatives > 0 and self.x_train.dim() == 4:
+        use_negatives = t.negatives > 0 and self.x_train.dim() == 4  # images only
+        if use_negatives:
             sums["d_negative"] = 0.0  # D's mean verdict on the kept negatives: below d_real once D tells them apart
         batches = self._batches(epoch, t.batch_size)
         start, seen = time.perf_counter(), 0
@@ -255,7 +256,7 @@ class Trainer:
                         turns = torch.randint(0, 4, (b,), device=self.device, generator=self.rng)
                         inputs.append(rotate_each(real, turns))
                     kept = None
-                    if t.negatives > 0 and real.dim() == 4:  # NDA: D's verdict on the last rows of its pass
+                    if use_negatives:  # NDA: D's verdict on the last rows of its pass
                         negatives, kept = cut_paste(real, self.rng)
                         inputs.append(self._augment(negatives))
                     if len(self.aux) == 0:
@@ -265,12 +266,8 @@ class Trainer:
                         extra = iter(feats[2 * b:].split(b))
                     out = out_all[:2 * b]
                     out_real, out_fake = out[:b].float(), out[b:].float()
-                    if kept is None:
-                        d_loss = losses.d_loss(t.loss, out_real, out_fake)
-                    else:  # NDA (Sinha et al. 2021): D's fake side is a mixture of G's images and CutPaste negatives
-                        d_loss = (losses.real_term(t.loss, out_real).mean()
-                                  + (1 - t.negatives) * losses.fake_term(t.loss, out_fake).mean()
-                                  + t.negatives * losses.negative_loss(t.loss, out_all[-b:].float(), kept))
+                    out_neg = out_all[-b:].float() if use_negatives else None
+                    d_loss = losses.d_loss(t.loss, out_real, out_fake, out_neg, kept, t.negatives)
                     if "projection" in self.aux:  # SimCLR on D's features: each real image picks out its view
                         views = self.aux_train["projection"](torch.cat([feats[:b], next(extra)]))
                         d_loss = d_loss + t.contrastive * losses.nt_xent(views[:b], views[b:])
@@ -285,7 +282,7 @@ class Trainer:
                     # lazy regularisation (Karras et al. 2020): same expected penalty at 1/gp_every of the cost
                     n_gp = max(1, round(t.gp_fraction * b))  # the batch is shuffled: its first rows are a sample
                     fake_side = fake[:n_gp].float()
-                    if kept is not None:  # the penalty holds D to slope 1 between real images and the whole fake side
+                    if use_negatives:  # the penalty holds D to slope 1 between real images and the whole fake side
                         n_neg = round(t.negatives * n_gp)
                         fake_side = torch.cat([negatives[:n_neg].float(), fake_side[n_neg:]])
                     gp = losses.gradient_penalty(D, real[:n_gp], fake_side, self.rng)
@@ -319,8 +316,8 @@ class Trainer:
             for k, v in (("d_loss", d_loss), ("g_loss", g_loss), ("d_real", out_real.mean()),
                          ("d_fake", out_fake.mean())):
                 sums[k] += float(v.detach())
-            if kept is not None:
-                sums["d_negative"] += float(losses.masked_mean(out_all[-b:].detach().float(), kept))
+            if use_negatives:
+                sums["d_negative"] += float(losses.masked_mean(out_neg.detach(), kept))
             sums["grad_norm_d"] += gn_d
             sums["grad_norm_g"] += gn_g
             seen += b * self.world
