@@ -28,6 +28,7 @@ from anomgan.components import (
     MAP_NAMES,
 )
 from anomgan.errors import ConfigError
+from anomgan.training.stabilisers import NEGATIVE_KINDS
 
 LOSSES = ("ns", "minimax", "wgan-gp", "hinge")
 ENCODER_TRUNKS = ("own", "critic")
@@ -88,6 +89,8 @@ class TrainConfig:
     contrastive: float = 0.0  # SimCLR (NT-Xent) weight on D's features of each real image and a view of it; 0 = off
     rotation: float = 0.0  # SS-GAN weight: D's features predict each real image's quarter turn (images); 0 = off
     negatives: float = 0.0  # NDA: this share of D's fake side is CutPaste-ed real images, not G's (images); 0 = off
+    negative_kinds: list = field(default_factory=lambda: ["cutpaste"])  # how train.negatives spoils each image,
+    #   one kind drawn per image: cutpaste (a patch moved) | cutout (a patch blanked to the image's median tone)
     sample_every: int = 5  # save a sample grid every N epochs (and at the end)
     amp: bool = False  # mixed precision on CUDA (bf16); ignored on CPU
     seed: int = 0  # seeds splits, weights, noise: same seed on CPU -> identical run
@@ -324,6 +327,10 @@ def validate(cfg: Config) -> Config:
     need(t.contrastive >= 0, "train.contrastive", "0 (off) or more", t.contrastive)
     need(t.rotation >= 0, "train.rotation", "0 (off) or more", t.rotation)
     need(0 <= t.negatives < 1, "train.negatives", "in [0, 1) (0 = off)", t.negatives)
+    need(isinstance(t.negative_kinds, list) and len(t.negative_kinds) > 0
+         and all(k in NEGATIVE_KINDS for k in t.negative_kinds) and len(set(t.negative_kinds)) == len(t.negative_kinds),
+         "train.negative_kinds", "a non-empty list of distinct kinds among " + ", ".join(NEGATIVE_KINDS),
+         t.negative_kinds)
     need(0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1)", t.ema_decay)
     need(0 <= t.d_ema_decay < 1, "train.d_ema_decay", "in [0, 1)", t.d_ema_decay)
     need(t.sample_every >= 1, "train.sample_every", "at least 1", t.sample_every)

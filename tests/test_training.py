@@ -10,7 +10,7 @@ from anomgan.errors import OutputError, TrainingDiverged
 from anomgan.run_format import load_run
 from anomgan.runs import train_run
 from anomgan.training import losses
-from anomgan.training.stabilisers import CUT_PASTE_AREA, cut_paste, diff_augment, translate
+from anomgan.training.stabilisers import CUT_PASTE_AREA, cut_out, cut_paste, diff_augment, spoil, translate
 from anomgan.training.trainer import rotate_each, rotation_head
 
 from conftest import tiny_config
@@ -189,6 +189,37 @@ def test_cut_paste_copies_one_rectangle_of_each_image_onto_another_place_in_it()
     assert not cut_paste(plain, g)[1].any()
 
 
+def test_cut_out_blanks_one_rectangle_of_each_image_to_its_median_tone():
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(32, 3, 24, 40) * 2 - 1
+    neg, kept = cut_out(x, g)
+    assert neg.shape == x.shape and kept.all()  # random texture blanked changes a lot
+    tone = x.flatten(2).median(dim=2).values  # (B, C)
+    for img, out, t in zip(x, neg, tone):
+        changed = (out != img).any(0).nonzero()
+        (r0, c0), (r1, c1) = changed.min(0).values.tolist(), changed.max(0).values.tolist()
+        h, w = r1 - r0 + 1, c1 - c0 + 1
+        assert len(changed) == h * w  # one filled rectangle of 2-15 % of the area ...
+        assert CUT_PASTE_AREA[0] * 24 * 40 * 0.5 <= h * w <= CUT_PASTE_AREA[1] * 24 * 40 * 1.5
+        assert (out[:, r0:r1 + 1, c0:c1 + 1] == t.view(3, 1, 1)).all()  # ... of the image's own median, per channel
+    digit = torch.full((8, 1, 16, 16), -1.0)
+    digit[:, :, 7:9, :] = 1.0  # a thin bar on background: a rectangle off the bar blanks nothing
+    neg, kept = cut_out(digit, torch.Generator().manual_seed(0))
+    touched = (neg != digit).flatten(1).any(1)
+    assert torch.equal(kept, touched) and not kept.all()
+
+
+def test_spoil_draws_one_kind_per_image_and_one_kind_alone_is_that_kind():
+    x = torch.rand(64, 1, 16, 16) * 2 - 1
+    alone, mixed = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert all(torch.equal(a, b) for a, b in zip(spoil(x, ["cutpaste"], alone), cut_paste(x, mixed)))
+    assert torch.equal(alone.get_state(), mixed.get_state())  # no extra draw: round fifteen's runs stay bit for bit
+    neg, kept = spoil(x, ["cutpaste", "cutout"], torch.Generator().manual_seed(4))
+    tone = x.flatten(2).median(dim=2).values.view(-1)
+    blanked = torch.stack([((n != i) <= (n == t)).all() for n, i, t in zip(neg, x, tone)])  # changed -> the tone
+    assert kept.all() and 10 < int(blanked.sum()) < 54  # both kinds, about half each
+
+
 def test_negative_loss_averages_the_fake_term_over_kept_negatives_only():
     out = torch.tensor([1.0, -2.0, 3.0])
     for loss in ("ns", "hinge", "wgan-gp"):
@@ -234,6 +265,21 @@ def test_negatives_are_the_share_of_d_s_fake_side_and_of_the_penalty(digits, mon
     seen["neg"].clear()
     plain = AnoGAN(config=tiny_config(train__epochs=1, encoder__epochs=0)).fit(x)
     assert not seen["neg"] and "d_negative" not in plain.history_[0]  # off by default
+
+
+def test_negative_kinds_reach_the_trainer_s_negatives(digits, monkeypatch):
+    from anomgan.training import trainer as trainer_module
+    kinds, real_spoil = [], trainer_module.spoil
+
+    def spoil(x, names, generator=None):
+        kinds.append(list(names))
+        return real_spoil(x, names, generator)
+
+    monkeypatch.setattr(trainer_module, "spoil", spoil)
+    x = digits.x[digits.y == "0"]
+    AnoGAN(config=tiny_config(train__epochs=1, train__batch_size=32, encoder__epochs=0, train__negatives=0.25,
+                              train__negative_kinds=["cutout"])).fit(x)
+    assert kinds and all(k == ["cutout"] for k in kinds)
 
 
 def test_lazy_gradient_penalty_runs_on_every_kth_critic_step(digits, monkeypatch):

@@ -1,5 +1,5 @@
 """EMA of generator weights, DiffAugment-style augmentation of discriminator inputs, the shift that consistency
-regularisation compares D's verdicts under, and the CutPaste negatives D learns to call fake."""
+regularisation compares D's verdicts under, and the negatives (CutPaste, cut-out) D learns to call fake."""
 
 from __future__ import annotations
 
@@ -60,6 +60,33 @@ CUT_PASTE_ASPECT = (0.3, 3.3)  # its height / width, drawn log-uniformly
 CUT_PASTE_MIN_CHANGE = 0.1  # mean |change| over the patch, in [-1, 1] units, below which a negative is not one
 
 
+def _patches(b: int, h: int, w: int, draw, dev) -> tuple[torch.Tensor, ...]:
+    """One random rectangle per image, 2-15 % of its area: (height, width, top, left), each (B,) long."""
+    area = (CUT_PASTE_AREA[0] + (CUT_PASTE_AREA[1] - CUT_PASTE_AREA[0]) * draw()) * h * w
+    lo, hi = torch.log(torch.tensor(CUT_PASTE_ASPECT, device=dev))
+    aspect = torch.exp(lo + (hi - lo) * draw())
+    ph = (area * aspect).sqrt().round().clamp(1, h - 1).long()  # (B,) patch height
+    pw = (area / aspect).sqrt().round().clamp(1, w - 1).long()  # (B,) patch width
+    y0, x0 = (draw() * (h - ph + 1)).long(), (draw() * (w - pw + 1)).long()  # where it goes
+    return ph, pw, y0, x0
+
+
+def _inside(ph, pw, y0, x0, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, H, W) bool mask of each image's rectangle, and the (1, H, 1) / (1, 1, W) pixel coordinates."""
+    b, dev = ph.shape[0], ph.device
+    ys = torch.arange(h, device=dev).view(1, h, 1)
+    xs = torch.arange(w, device=dev).view(1, 1, w)
+    inside = ((ys >= y0.view(b, 1, 1)) & (ys < (y0 + ph).view(b, 1, 1))
+              & (xs >= x0.view(b, 1, 1)) & (xs < (x0 + pw).view(b, 1, 1)))
+    return inside, ys, xs
+
+
+def _kept(negatives: torch.Tensor, x: torch.Tensor, inside: torch.Tensor, ph, pw) -> torch.Tensor:
+    """(B,) bool: the patch changed the image by at least ``CUT_PASTE_MIN_CHANGE`` on average over its pixels."""
+    change = ((negatives - x).abs().mean(1) * inside).flatten(1).sum(1) / (ph * pw)
+    return change >= CUT_PASTE_MIN_CHANGE
+
+
 def cut_paste(x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """CutPaste negatives: in each image a rectangle of 2-15 % of its area is copied from one random place to another.
 
@@ -74,19 +101,44 @@ def cut_paste(x: torch.Tensor, generator: torch.Generator | None = None) -> tupl
     def draw() -> torch.Tensor:  # (B,) uniform in [0, 1)
         return torch.rand(b, device=dev, generator=generator)
 
-    area = (CUT_PASTE_AREA[0] + (CUT_PASTE_AREA[1] - CUT_PASTE_AREA[0]) * draw()) * h * w
-    lo, hi = torch.log(torch.tensor(CUT_PASTE_ASPECT, device=dev))
-    aspect = torch.exp(lo + (hi - lo) * draw())
-    ph = (area * aspect).sqrt().round().clamp(1, h - 1).long()  # (B,) patch height
-    pw = (area / aspect).sqrt().round().clamp(1, w - 1).long()  # (B,) patch width
-    y0, x0 = (draw() * (h - ph + 1)).long(), (draw() * (w - pw + 1)).long()  # where it goes
+    ph, pw, y0, x0 = _patches(b, h, w, draw, dev)
     sy, sx = (draw() * (h - ph + 1)).long(), (draw() * (w - pw + 1)).long()  # where it comes from
-    ys = torch.arange(h, device=dev).view(1, h, 1)
-    xs = torch.arange(w, device=dev).view(1, 1, w)
-    inside = ((ys >= y0.view(b, 1, 1)) & (ys < (y0 + ph).view(b, 1, 1))
-              & (xs >= x0.view(b, 1, 1)) & (xs < (x0 + pw).view(b, 1, 1)))  # (B, H, W)
+    inside, ys, xs = _inside(ph, pw, y0, x0, h, w)
     gy = torch.where(inside, ys + (sy - y0).view(b, 1, 1), ys)  # (B, H, W) source row of each pixel
     gx = torch.where(inside, xs + (sx - x0).view(b, 1, 1), xs)
     negatives = x[torch.arange(b, device=dev).view(b, 1, 1), :, gy, gx].permute(0, 3, 1, 2)  # (B, C, H, W)
-    change = ((negatives - x).abs().mean(1) * inside).flatten(1).sum(1) / (ph * pw)  # (B,) over the patch
-    return negatives, change >= CUT_PASTE_MIN_CHANGE
+    return negatives, _kept(negatives, x, inside, ph, pw)
+
+
+def cut_out(x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut-out negatives: in each image a rectangle of 2-15 % of its area (as ``cut_paste`` draws it) is filled with
+    that image's per-channel median, its most typical tone (background on digits). A part of the object goes missing:
+    a stroke broken off a digit, a piece of rim or texture blanked on inspection images. Returns (negatives, kept) as
+    ``cut_paste`` does; an image whose rectangle held only that tone is not kept."""
+    b, c, h, w = x.shape
+
+    def draw() -> torch.Tensor:
+        return torch.rand(b, device=x.device, generator=generator)
+
+    ph, pw, y0, x0 = _patches(b, h, w, draw, x.device)
+    inside, _, _ = _inside(ph, pw, y0, x0, h, w)
+    tone = x.flatten(2).median(dim=2).values.view(b, c, 1, 1)
+    negatives = torch.where(inside.unsqueeze(1), tone, x)
+    return negatives, _kept(negatives, x, inside, ph, pw)
+
+
+NEGATIVE_KINDS = {"cutpaste": cut_paste, "cutout": cut_out}  # train.negative_kinds: how real images are spoilt
+
+
+def spoil(x: torch.Tensor, kinds, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """NDA negatives of ``x``, each image spoilt by one of ``kinds`` (names in ``NEGATIVE_KINDS``) drawn uniformly
+    per image; one kind draws nothing more than that kind itself. Returns (negatives, kept) as ``cut_paste`` does."""
+    made = [NEGATIVE_KINDS[k](x, generator) for k in kinds]
+    if len(made) == 1:
+        return made[0]
+    which = torch.randint(len(made), (x.shape[0],), device=x.device, generator=generator)
+    negatives, kept = made[0]
+    for i, (neg, keep) in enumerate(made[1:], start=1):
+        negatives = torch.where((which == i).view(-1, 1, 1, 1), neg, negatives)
+        kept = torch.where(which == i, keep, kept)
+    return negatives, kept

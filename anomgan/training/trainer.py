@@ -25,7 +25,7 @@ from anomgan.models import build_models
 from anomgan.progress import ProgressBar
 from anomgan.run_format import scorer_networks
 from anomgan.training import losses
-from anomgan.training.stabilisers import cut_paste, diff_augment, translate, update_ema
+from anomgan.training.stabilisers import diff_augment, spoil, translate, update_ema
 
 T = TypeVar("T")
 
@@ -257,7 +257,7 @@ class Trainer:
                         inputs.append(rotate_each(real, turns))
                     kept = None
                     if use_negatives:  # NDA: D's verdict on the last rows of its pass
-                        negatives, kept = cut_paste(real, self.rng)
+                        negatives, kept = spoil(real, t.negative_kinds, self.rng)
                         inputs.append(self._augment(negatives))
                     if len(self.aux) == 0:
                         out_all = D(torch.cat(inputs))
