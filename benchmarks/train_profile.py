@@ -45,9 +45,11 @@ def main() -> None:
     ap.add_argument("--batch-sizes", default="32,128", help="the whole step again at these train.batch_size values")
     ap.add_argument("--with", dest="variants", action="append", default=[], metavar="KEY=VALUE",
                     help="the whole step again with this config value (repeatable), e.g. train.rotation=1")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="change the config itself first (repeatable): the base every row is timed on")
     ap.add_argument("--out", type=Path, default=Path("reports/benchmarks/train-profile.csv"))
     args = ap.parse_args()
-    on_this_cpu = ["train.device=cpu", f"data.root={args.data_root}"]
+    on_this_cpu = [*args.overrides, "train.device=cpu", f"data.root={args.data_root}"]
     cfg = build_config(args.config, overrides=on_this_cpu)
     data = load_source(cfg.data.source, root=cfg.data.root)
     x = data.x[data.y == args.normal_class]
