@@ -92,7 +92,7 @@ class TrainConfig:
     negative_kinds: list = field(default_factory=lambda: ["cutpaste"])  # how train.negatives spoils each image,
     #   one kind drawn per image: cutpaste (a patch moved) | cutout (a patch blanked to the image's median tone)
     sample_every: int = 5  # save a sample grid every N epochs (and at the end)
-    amp: bool = False  # mixed precision on CUDA (bf16); ignored on CPU
+    amp: bool = False  # bf16 autocast for G, D and E training (the penalty in float32): CUDA, or a CPU with AMX
     seed: int = 0  # seeds splits, weights, noise: same seed on CPU -> identical run
     device: str = "auto"  # auto | cpu | cuda
 

@@ -134,7 +134,7 @@ class Trainer:
         self.rng = torch.Generator(device=device).manual_seed(t.seed + 1000 * self.rank)
         self.fixed_z = torch.randn(64, model_args["z_dim"], generator=torch.Generator().manual_seed(t.seed)).to(device)
         self.state = TrainState()
-        self.amp_dtype = torch.bfloat16 if (t.amp and device.type == "cuda") else None
+        self.amp_dtype = torch.bfloat16 if t.amp else None  # CUDA, or a CPU (fast where it has AMX tiles)
         self._wrap_distributed()
 
     # ------------------------------------------------------------------ distributed
@@ -213,7 +213,7 @@ class Trainer:
     def _autocast(self):
         if self.amp_dtype is None:
             return torch.autocast(device_type="cpu", enabled=False)
-        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         return diff_augment(x, self.rng) if self.cfg.train.augment else x
