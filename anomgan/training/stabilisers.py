@@ -60,10 +60,16 @@ CUT_PASTE_ASPECT = (0.3, 3.3)  # its height / width, drawn log-uniformly
 CUT_PASTE_MIN_CHANGE = 0.1  # mean |change| over the patch, in [-1, 1] units, below which a negative is not one
 
 
-def _patches(b: int, h: int, w: int, draw, dev) -> tuple[torch.Tensor, ...]:
-    """One random rectangle per image, 2-15 % of its area: (height, width, top, left), each (B,) long."""
+def _uniform(x: torch.Tensor, generator: torch.Generator | None):
+    """A draw of one uniform [0, 1) number per image of ``x`` ((B,)), from ``generator``."""
+    return lambda: torch.rand(x.shape[0], device=x.device, generator=generator)
+
+
+def _patches(x: torch.Tensor, draw) -> tuple[torch.Tensor, ...]:
+    """One random rectangle per image of ``x``, 2-15 % of its area: (height, width, top, left), each (B,) long."""
+    _, _, h, w = x.shape
     area = (CUT_PASTE_AREA[0] + (CUT_PASTE_AREA[1] - CUT_PASTE_AREA[0]) * draw()) * h * w
-    lo, hi = torch.log(torch.tensor(CUT_PASTE_ASPECT, device=dev))
+    lo, hi = torch.log(torch.tensor(CUT_PASTE_ASPECT, device=x.device))
     aspect = torch.exp(lo + (hi - lo) * draw())
     ph = (area * aspect).sqrt().round().clamp(1, h - 1).long()  # (B,) patch height
     pw = (area / aspect).sqrt().round().clamp(1, w - 1).long()  # (B,) patch width
@@ -97,11 +103,8 @@ def cut_paste(x: torch.Tensor, generator: torch.Generator | None = None) -> tupl
     """
     b, _, h, w = x.shape
     dev = x.device
-
-    def draw() -> torch.Tensor:  # (B,) uniform in [0, 1)
-        return torch.rand(b, device=dev, generator=generator)
-
-    ph, pw, y0, x0 = _patches(b, h, w, draw, dev)
+    draw = _uniform(x, generator)
+    ph, pw, y0, x0 = _patches(x, draw)
     sy, sx = (draw() * (h - ph + 1)).long(), (draw() * (w - pw + 1)).long()  # where it comes from
     inside, ys, xs = _inside(ph, pw, y0, x0, h, w)
     gy = torch.where(inside, ys + (sy - y0).view(b, 1, 1), ys)  # (B, H, W) source row of each pixel
@@ -116,11 +119,7 @@ def cut_out(x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[
     a stroke broken off a digit, a piece of rim or texture blanked on inspection images. Returns (negatives, kept) as
     ``cut_paste`` does; an image whose rectangle held only that tone is not kept."""
     b, c, h, w = x.shape
-
-    def draw() -> torch.Tensor:
-        return torch.rand(b, device=x.device, generator=generator)
-
-    ph, pw, y0, x0 = _patches(b, h, w, draw, x.device)
+    ph, pw, y0, x0 = _patches(x, _uniform(x, generator))
     inside, _, _ = _inside(ph, pw, y0, x0, h, w)
     tone = x.flatten(2).median(dim=2).values.view(b, c, 1, 1)
     negatives = torch.where(inside.unsqueeze(1), tone, x)
