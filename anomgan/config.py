@@ -28,7 +28,7 @@ from anomgan.components import (
     MAP_NAMES,
 )
 from anomgan.errors import ConfigError
-from anomgan.training.stabilisers import NEGATIVE_KINDS
+from anomgan.training.stabilisers import CUT_PASTE_AREA, NEGATIVE_KINDS, NEGATIVE_ROWS
 
 LOSSES = ("ns", "minimax", "wgan-gp", "hinge")
 ENCODER_TRUNKS = ("own", "critic")
@@ -91,6 +91,10 @@ class TrainConfig:
     negatives: float = 0.0  # NDA: this share of D's fake side is CutPaste-ed real images, not G's (images); 0 = off
     negative_kinds: list = field(default_factory=lambda: ["cutpaste"])  # how train.negatives spoils each image,
     #   one kind drawn per image: cutpaste (a patch moved) | cutout (a patch blanked to the image's median tone)
+    negative_area: list = field(default_factory=lambda: list(CUT_PASTE_AREA))  # [lowest, highest] share of the
+    #   image each negative's rectangle covers (CutPaste's 2-15 %)
+    negative_rows: str = "batch"  # how many negatives a critic pass scores: batch (one per real image, B more rows)
+    #   | share (round(negatives * B) of them, at least 1: the same expected loss from fewer rows, a cheaper D step)
     sample_every: int = 5  # save a sample grid every N epochs (and at the end)
     amp: bool = False  # bf16 autocast for G, D and E training (the penalty in float32): CUDA, or a CPU with AMX
     seed: int = 0  # seeds splits, weights, noise: same seed on CPU -> identical run
@@ -331,6 +335,11 @@ def validate(cfg: Config) -> Config:
          and all(k in NEGATIVE_KINDS for k in t.negative_kinds) and len(set(t.negative_kinds)) == len(t.negative_kinds),
          "train.negative_kinds", "a non-empty list of distinct kinds among " + ", ".join(NEGATIVE_KINDS),
          t.negative_kinds)
+    need(isinstance(t.negative_area, list) and len(t.negative_area) == 2
+         and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in t.negative_area)
+         and 0 < t.negative_area[0] <= t.negative_area[1] < 1,
+         "train.negative_area", "[lowest, highest] shares of the image, 0 < lowest <= highest < 1", t.negative_area)
+    need(t.negative_rows in NEGATIVE_ROWS, "train.negative_rows", " or ".join(NEGATIVE_ROWS), t.negative_rows)
     need(0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1)", t.ema_decay)
     need(0 <= t.d_ema_decay < 1, "train.d_ema_decay", "in [0, 1)", t.d_ema_decay)
     need(t.sample_every >= 1, "train.sample_every", "at least 1", t.sample_every)

@@ -5,7 +5,8 @@
 
 Builds the config's models (``Trainer``, as ``anomgan train`` does) on the normal class's training images and
 times, each as the median of ``--repeats`` runs of ``--calls`` calls: G's forward for the critic's fakes, D's step on
-the real + fake batch (forward and backward), the WGAN-GP penalty (its double backward included), G's step, and the
+the real + fake batch and the rows ``train.negatives`` adds (forward and backward), the WGAN-GP penalty on
+``train.gp_fraction`` of the batch (its double backward included), G's step, and the
 trainer's whole GAN step (``Trainer.gan_epoch`` over ``--steps`` batches, so optimisers, EMA and bookkeeping
 included). Then ways to make the step or an epoch cheaper: bfloat16 autocast on the CPU for D's and G's steps (the
 CPU has no AMX here, so oneDNN runs bf16 through AVX-512), the lazy penalty (``train.gp_every=4``) on the whole step,
@@ -31,6 +32,7 @@ from anomgan.io import atomic_path
 from anomgan.progress import ProgressBar
 from anomgan.training import losses
 from anomgan.training.fit import model_args_for
+from anomgan.training.stabilisers import negative_count
 from anomgan.training.trainer import Trainer
 
 
@@ -66,6 +68,10 @@ def main() -> None:
     real = x_train[:b]
     with torch.no_grad():
         fake = G(torch.randn(b, z_dim))
+    # the rows the trainer's passes hold: train.negatives adds its negatives to D's pass (their content does not
+    # change the cost: real images stand in), and the penalty runs on train.gp_fraction of the batch
+    n_neg = negative_count(t.negative_rows, t.negatives, b) if t.negatives > 0 and real.dim() == 4 else 0
+    n_gp = max(1, round(t.gp_fraction * b))
 
     def g_forward():
         with torch.no_grad():
@@ -73,13 +79,13 @@ def main() -> None:
 
     def d_step(amp=False):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-            out = D(torch.cat([real, fake])).float()
+            out = D(torch.cat([real, fake, real[:n_neg]])).float()
             loss = losses.d_loss(t.loss, out[:b], out[b:])
         D.zero_grad(set_to_none=True)
         loss.backward()
 
     def penalty():
-        gp = losses.gradient_penalty(D, real, fake)
+        gp = losses.gradient_penalty(D, real[:n_gp], fake[:n_gp])
         D.zero_grad(set_to_none=True)
         gp.backward()
 
@@ -99,8 +105,9 @@ def main() -> None:
         return timed(lambda: tr_.gan_epoch(1, bar), args.repeats) / args.steps * 1000
 
     parts = {"G forward, no grad (critic's fakes)": (calls(g_forward), t.n_critic),
-             "D step: real + fake batch, forward and backward": (calls(d_step), t.n_critic),
-             "gradient penalty, double backward": (calls(penalty), t.n_critic if t.loss == "wgan-gp" else 0),
+             "D step: real + fake batch (+ negatives), forward and backward": (calls(d_step), t.n_critic),
+             "gradient penalty on train.gp_fraction of the batch, double backward":
+                 (calls(penalty), t.n_critic if t.loss == "wgan-gp" else 0),
              "G step: G and D forward, backward": (calls(g_step), 1)}
     for fn, _ in parts.values():
         fn()  # warm-up

@@ -11,7 +11,7 @@ from anomgan.models import networks
 from anomgan.run_format import load_run
 from anomgan.runs import train_run
 from anomgan.training import losses
-from anomgan.training.stabilisers import CUT_PASTE_AREA, cut_out, cut_paste, diff_augment, spoil, translate
+from anomgan.training.stabilisers import CUT_PASTE_AREA, cut_out, cut_paste, diff_augment, negative_count, spoil, translate
 from anomgan.training.trainer import rotate_each, rotation_head
 
 from conftest import tiny_config
@@ -210,6 +210,17 @@ def test_cut_out_blanks_one_rectangle_of_each_image_to_its_median_tone():
     assert torch.equal(kept, touched) and not kept.all()
 
 
+@pytest.mark.parametrize("kind", ["cutpaste", "cutout"])
+def test_negative_area_sets_the_share_of_the_image_each_rectangle_covers(kind):
+    x = torch.rand(64, 1, 32, 32) * 2 - 1
+    for area in [(0.01, 0.03), (0.3, 0.4)]:
+        neg, _ = spoil(x, [kind], torch.Generator().manual_seed(5), area)
+        share = (neg != x).any(1).flatten(1).float().mean(1)  # changed pixels (the rectangle), per image
+        assert area[0] * 0.5 <= share.min() and share.max() <= area[1] * 1.5  # rounding to whole pixels aside
+    small, large = (spoil(x, [kind], torch.Generator().manual_seed(5), a)[0] for a in [(0.01, 0.03), (0.3, 0.4)])
+    assert (small != x).sum() * 5 < (large != x).sum()
+
+
 def test_spoil_draws_one_kind_per_image_and_one_kind_alone_is_that_kind():
     x = torch.rand(64, 1, 16, 16) * 2 - 1
     alone, mixed = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
@@ -237,9 +248,11 @@ def test_negative_loss_averages_the_fake_term_over_kept_negatives_only():
             + 0.25 * losses.fake_term(loss, neg[:1]).mean()))
 
 
-def test_negatives_are_the_share_of_d_s_fake_side_and_of_the_penalty(digits, monkeypatch):
-    """With train.negatives, every critic step scores one CutPaste negative per real image, and that share of the
-    penalty's interpolates runs from real images to their own negatives instead of to G's images."""
+@pytest.mark.parametrize("rows, per_pass", [("batch", 32), ("share", 8)])
+def test_negatives_are_the_share_of_d_s_fake_side_and_of_the_penalty(digits, monkeypatch, rows, per_pass):
+    """With train.negatives, every critic step scores CutPaste negatives of the real images (one per real image, or
+    with train.negative_rows=share only the share's rows), and that share of the penalty's interpolates runs from real
+    images to their own negatives instead of to G's images."""
     seen = {"neg": [], "gp": []}  # negative_loss's (rows, kept rows); the penalty's (real, fake side)
     real_negative_loss, real_gp = losses.negative_loss, losses.gradient_penalty
 
@@ -255,8 +268,8 @@ def test_negatives_are_the_share_of_d_s_fake_side_and_of_the_penalty(digits, mon
     monkeypatch.setattr(losses, "gradient_penalty", gradient_penalty)
     x = digits.x[digits.y == "0"]
     det = AnoGAN(config=tiny_config(train__loss="wgan-gp", train__epochs=1, train__batch_size=32, encoder__epochs=0,
-                                    train__negatives=0.25)).fit(x)
-    assert seen["neg"] and all(n == 32 and 0 < k <= 32 for n, k in seen["neg"])  # one negative per real image
+                                    train__negatives=0.25, train__negative_rows=rows)).fit(x)
+    assert seen["neg"] and all(n == per_pass and 0 < k <= n for n, k in seen["neg"])  # D's verdicts on negatives
     assert seen["gp"]
     for real, fake in seen["gp"]:
         moved = (fake - real).flatten(1).ne(0).float().mean(1)  # share of pixels unlike the real image, per row
@@ -268,13 +281,19 @@ def test_negatives_are_the_share_of_d_s_fake_side_and_of_the_penalty(digits, mon
     assert not seen["neg"] and "d_negative" not in plain.history_[0]  # off by default
 
 
+def test_negative_count_is_the_whole_batch_or_the_share_s_rows_at_least_one():
+    assert [negative_count("batch", 0.15, b) for b in (1, 64)] == [1, 64]
+    assert [negative_count("share", 0.15, b) for b in (1, 3, 64, 100)] == [1, 1, 10, 15]
+    assert negative_count("share", 0.99, 2) == 2  # never more than the batch
+
+
 def test_negative_kinds_reach_the_trainer_s_negatives(digits, monkeypatch):
     from anomgan.training import trainer as trainer_module
     kinds, real_spoil = [], trainer_module.spoil
 
-    def spoil(x, names, generator=None):
+    def spoil(x, names, generator=None, area=CUT_PASTE_AREA):
         kinds.append(list(names))
-        return real_spoil(x, names, generator)
+        return real_spoil(x, names, generator, area)
 
     monkeypatch.setattr(trainer_module, "spoil", spoil)
     x = digits.x[digits.y == "0"]

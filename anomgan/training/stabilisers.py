@@ -65,10 +65,11 @@ def _uniform(x: torch.Tensor, generator: torch.Generator | None):
     return lambda: torch.rand(x.shape[0], device=x.device, generator=generator)
 
 
-def _patches(x: torch.Tensor, draw) -> tuple[torch.Tensor, ...]:
-    """One random rectangle per image of ``x``, 2-15 % of its area: (height, width, top, left), each (B,) long."""
+def _patches(x: torch.Tensor, draw, area_range=CUT_PASTE_AREA) -> tuple[torch.Tensor, ...]:
+    """One random rectangle per image of ``x``, ``area_range`` (lowest, highest) of its area, 2-15 % unless told:
+    (height, width, top, left), each (B,) long."""
     _, _, h, w = x.shape
-    area = (CUT_PASTE_AREA[0] + (CUT_PASTE_AREA[1] - CUT_PASTE_AREA[0]) * draw()) * h * w
+    area = (area_range[0] + (area_range[1] - area_range[0]) * draw()) * h * w
     lo, hi = torch.log(torch.tensor(CUT_PASTE_ASPECT, device=x.device))
     aspect = torch.exp(lo + (hi - lo) * draw())
     ph = (area * aspect).sqrt().round().clamp(1, h - 1).long()  # (B,) patch height
@@ -93,8 +94,10 @@ def _kept(negatives: torch.Tensor, x: torch.Tensor, inside: torch.Tensor, ph, pw
     return change >= CUT_PASTE_MIN_CHANGE
 
 
-def cut_paste(x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """CutPaste negatives: in each image a rectangle of 2-15 % of its area is copied from one random place to another.
+def cut_paste(x: torch.Tensor, generator: torch.Generator | None = None,
+              area=CUT_PASTE_AREA) -> tuple[torch.Tensor, torch.Tensor]:
+    """CutPaste negatives: in each image a rectangle of 2-15 % of its area (``area``: the share's range) is copied from
+    one random place to another.
 
     x: (B, C, H, W) in [-1, 1]. Returns (negatives (B, C, H, W), kept (B,) bool): ``kept`` is False where the pasted
     patch hardly differs from what it covers (background onto background), which would teach D to call a normal image
@@ -104,7 +107,7 @@ def cut_paste(x: torch.Tensor, generator: torch.Generator | None = None) -> tupl
     b, _, h, w = x.shape
     dev = x.device
     draw = _uniform(x, generator)
-    ph, pw, y0, x0 = _patches(x, draw)
+    ph, pw, y0, x0 = _patches(x, draw, area)
     sy, sx = (draw() * (h - ph + 1)).long(), (draw() * (w - pw + 1)).long()  # where it comes from
     inside, ys, xs = _inside(ph, pw, y0, x0, h, w)
     gy = torch.where(inside, ys + (sy - y0).view(b, 1, 1), ys)  # (B, H, W) source row of each pixel
@@ -113,13 +116,14 @@ def cut_paste(x: torch.Tensor, generator: torch.Generator | None = None) -> tupl
     return negatives, _kept(negatives, x, inside, ph, pw)
 
 
-def cut_out(x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def cut_out(x: torch.Tensor, generator: torch.Generator | None = None,
+            area=CUT_PASTE_AREA) -> tuple[torch.Tensor, torch.Tensor]:
     """Cut-out negatives: in each image a rectangle of 2-15 % of its area (as ``cut_paste`` draws it) is filled with
     that image's per-channel median, its most typical tone (background on digits). A part of the object goes missing:
     a stroke broken off a digit, a piece of rim or texture blanked on inspection images. Returns (negatives, kept) as
     ``cut_paste`` does; an image whose rectangle held only that tone is not kept."""
     b, c, h, w = x.shape
-    ph, pw, y0, x0 = _patches(x, _uniform(x, generator))
+    ph, pw, y0, x0 = _patches(x, _uniform(x, generator), area)
     inside, _, _ = _inside(ph, pw, y0, x0, h, w)
     tone = x.flatten(2).median(dim=2).values.view(b, c, 1, 1)
     negatives = torch.where(inside.unsqueeze(1), tone, x)
@@ -129,10 +133,24 @@ def cut_out(x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[
 NEGATIVE_KINDS = {"cutpaste": cut_paste, "cutout": cut_out}  # train.negative_kinds: how real images are spoilt
 
 
-def spoil(x: torch.Tensor, kinds, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+NEGATIVE_ROWS = ("batch", "share")  # train.negative_rows: how many negatives a critic pass scores
+
+
+def negative_count(rows: str, share: float, batch: int) -> int:
+    """How many of a batch's ``batch`` real images are spoilt into negatives for one critic pass: all of them
+    (``batch``: their loss weighs ``share``), or only the share's rows, at least one (``share``: the same expected loss
+    from fewer rows, so D's pass is 2B + share * B rows instead of 3B)."""
+    if rows == "batch":
+        return batch
+    return min(batch, max(1, round(share * batch)))
+
+
+def spoil(x: torch.Tensor, kinds, generator: torch.Generator | None = None,
+          area=CUT_PASTE_AREA) -> tuple[torch.Tensor, torch.Tensor]:
     """NDA negatives of ``x``, each image spoilt by one of ``kinds`` (names in ``NEGATIVE_KINDS``) drawn uniformly
-    per image; one kind draws nothing more than that kind itself. Returns (negatives, kept) as ``cut_paste`` does."""
-    made = [NEGATIVE_KINDS[k](x, generator) for k in kinds]
+    per image, its rectangle ``area`` (lowest, highest share of the image); one kind draws nothing more than that kind
+    itself. Returns (negatives, kept) as ``cut_paste`` does."""
+    made = [NEGATIVE_KINDS[k](x, generator, area) for k in kinds]
     if len(made) == 1:
         return made[0]
     which = torch.randint(len(made), (x.shape[0],), device=x.device, generator=generator)

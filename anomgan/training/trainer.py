@@ -25,7 +25,7 @@ from anomgan.models import build_models
 from anomgan.progress import ProgressBar
 from anomgan.run_format import scorer_networks
 from anomgan.training import losses
-from anomgan.training.stabilisers import diff_augment, spoil, translate, update_ema
+from anomgan.training.stabilisers import diff_augment, negative_count, spoil, translate, update_ema
 
 T = TypeVar("T")
 
@@ -257,7 +257,8 @@ class Trainer:
                         inputs.append(rotate_each(real, turns))
                     kept = None
                     if use_negatives:  # NDA: D's verdict on the last rows of its pass
-                        negatives, kept = spoil(real, t.negative_kinds, self.rng)
+                        n_neg = negative_count(t.negative_rows, t.negatives, b)
+                        negatives, kept = spoil(real[:n_neg], t.negative_kinds, self.rng, tuple(t.negative_area))
                         inputs.append(self._augment(negatives))
                     if len(self.aux) == 0:
                         out_all = D(torch.cat(inputs))
@@ -266,7 +267,7 @@ class Trainer:
                         extra = iter(feats[2 * b:].split(b))
                     out = out_all[:2 * b]
                     out_real, out_fake = out[:b].float(), out[b:].float()
-                    out_neg = out_all[-b:].float() if use_negatives else None
+                    out_neg = out_all[-n_neg:].float() if use_negatives else None
                     d_loss = losses.d_loss(t.loss, out_real, out_fake, out_neg, kept, t.negatives)
                     if "projection" in self.aux:  # SimCLR on D's features: each real image picks out its view
                         views = self.aux_train["projection"](torch.cat([feats[:b], next(extra)]))
@@ -283,8 +284,8 @@ class Trainer:
                     n_gp = max(1, round(t.gp_fraction * b))  # the batch is shuffled: its first rows are a sample
                     fake_side = fake[:n_gp].float()
                     if use_negatives:  # the penalty holds D to slope 1 between real images and the whole fake side
-                        n_neg = round(t.negatives * n_gp)
-                        fake_side = torch.cat([negatives[:n_neg].float(), fake_side[n_neg:]])
+                        n_mixed = round(t.negatives * n_gp)  # <= n_neg: the share of n_gp <= b rows
+                        fake_side = torch.cat([negatives[:n_mixed].float(), fake_side[n_mixed:]])
                     gp = losses.gradient_penalty(D, real[:n_gp], fake_side, self.rng)
                     d_loss = d_loss + t.gp_weight * t.gp_every * gp
                 self._check_finite(epoch, i, d_loss=d_loss)
