@@ -335,7 +335,8 @@ def main() -> None:
                                   "`mnist-cpu-critic-s0.csv` (critic)")
     out += [""] + cli_speed_lines(B / "cli-score-speed-r17.csv", "round seventeen: the shipped score on a 2-core "
                                   "AVX2-only machine, the slowest of these (the ≥ 3,000 target: met through ONNX, "
-                                  "missed by 2 % through torch there)", "digit-3 seed-0 model of `mnist-cpu-r17-823.csv`")
+                                  "missed by 2 % through torch there)",
+                                  "digit-3 seed-0 model of `mnist-cpu-r17-823.csv`")
     out += [""] + cli_speed_lines(B / "cli-score-speed-r16.csv", "round sixteen: the shipped score on a 2-core "
                                   "machine with AVX512 and AMX", "digit-3 seed-0 model of `mnist-cpu-cutout.csv` "
                                   "(both negative kinds; the score does the same work)")

@@ -11,7 +11,15 @@ from anomgan.models import networks
 from anomgan.run_format import load_run
 from anomgan.runs import train_run
 from anomgan.training import losses
-from anomgan.training.stabilisers import CUT_PASTE_AREA, cut_out, cut_paste, diff_augment, negative_count, spoil, translate
+from anomgan.training.stabilisers import (
+    CUT_PASTE_AREA,
+    cut_out,
+    cut_paste,
+    diff_augment,
+    negative_count,
+    spoil,
+    translate,
+)
 from anomgan.training.trainer import rotate_each, rotation_head
 
 from conftest import tiny_config
